@@ -1,0 +1,87 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_patsnap import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-patsnap",
+        "name": "PatSnap",
+        "description": "PatSnap Open Platform: enterprise and patent value reports, legal indicators.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "PatSnap",
+                "external-doc-url": "https://open.patsnap.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "PatSnap",
+                "python-modules": ["airflow_provider_patsnap.hooks.patsnap"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "PatSnap",
+                "python-modules": [
+                    "airflow_provider_patsnap.operators.reports",
+                    "airflow_provider_patsnap.operators.indicators",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "PatSnap",
+                "python-modules": ["airflow_provider_patsnap.sensors.report_job"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "PatSnap",
+                "python-modules": ["airflow_provider_patsnap.triggers.report_job"],
+            }
+        ],
+        "extra-links": ["airflow_provider_patsnap.links.PatsnapReportJobLink"],
+        "connection-types": [
+            {
+                "connection-type": "patsnap",
+                "hook-class-name": "airflow_provider_patsnap.hooks.patsnap.PatsnapHook",
+                "hook-name": "PatSnap",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {"login": "Client ID", "password": "Client secret", "host": "Base URL"},
+                    "placeholders": {
+                        "host": "https://connect.patsnap.com",
+                        "login": "OAuth client id (leave empty with an API key)",
+                        "password": "OAuth client secret",
+                    },
+                },
+                "conn-fields": {
+                    "api_key": {
+                        "label": "API key",
+                        "description": "An sk-... key, used instead of client id/secret",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "timeout": {
+                        "label": "Timeout (s)",
+                        "schema": {"type": ["number", "null"], "default": 30},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "schema": {"type": ["integer", "null"], "default": 5},
+                    },
+                    "qps": {
+                        "label": "Requests per second",
+                        "description": "Client-side cap per worker process; 0 disables it",
+                        "schema": {"type": ["number", "null"], "default": 2},
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,119 @@
+"""Turning an Airflow connection into the settings the hook runs with."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_patsnap.errors import PatsnapInputError
+
+DEFAULT_HOST = "https://connect.patsnap.com"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_QPS = 2.0
+DEFAULT_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class PatsnapConfig:
+    """Resolved connection settings. Secrets are excluded from ``repr``."""
+
+    base_url: str
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    qps: float | None = DEFAULT_QPS
+    max_concurrency: int = DEFAULT_CONCURRENCY
+    api_key_in_query: bool = False
+    retry_wait_min: float = 1.0
+    retry_wait_max: float = 60.0
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.api_key is None
+
+    @property
+    def principal(self) -> str:
+        """Who the calls are billed to, for keying caches (never the secret itself)."""
+        if self.api_key:
+            return f"api-key:{self.api_key[:6]}...{len(self.api_key)}"
+        return f"client:{self.client_id}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str:
+    """``https://host[:port]``; plain ``http`` is accepted only for loopback (the emulator)."""
+    raw = (host or "").strip() or DEFAULT_HOST
+    if "://" not in raw:
+        raw = f"{(scheme or 'https').strip().lower()}://{raw}"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PatsnapInputError("host", f"{raw!r} is not an http(s) URL; use e.g. {DEFAULT_HOST}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise PatsnapInputError(
+            "host",
+            f"plain http to {parts.hostname!r} would send credentials unencrypted; use https "
+            "(http is allowed only for loopback addresses, such as the bundled emulator)",
+        )
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    effective_port = parts.port or port
+    if effective_port:
+        netloc = f"{netloc}:{effective_port}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _number(extra: dict[str, Any], name: str, default: float | None, cast: type = float) -> Any:
+    value = extra.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise PatsnapInputError(f"extra.{name}", f"must be a number, got {value!r}") from None
+    if number < 0:
+        raise PatsnapInputError(f"extra.{name}", f"must not be negative, got {value!r}")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -> PatsnapConfig:
+    """Build a ``PatsnapConfig`` from an Airflow ``Connection`` (plus hook-argument overrides)."""
+    extra: dict[str, Any] = dict(conn.extra_dejson or {})
+    extra.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    api_key = (extra.get("api_key") or "").strip() or None
+    login = (conn.login or "").strip() or None
+    password = conn.password or None
+    if api_key is None and not (login and password):
+        raise PatsnapInputError(
+            "connection",
+            "set login/password (OAuth client id/secret) or extra 'api_key' (an sk- key) on the patsnap connection",
+        )
+    qps = _number(extra, "qps", DEFAULT_QPS)
+    return PatsnapConfig(
+        base_url=base_url_from(conn.host, conn.port, extra.get("scheme")),
+        client_id=None if api_key else login,
+        client_secret=None if api_key else password,
+        api_key=api_key,
+        timeout=_number(extra, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
+        max_retries=_number(extra, "max_retries", DEFAULT_MAX_RETRIES, int),
+        qps=qps or None,
+        max_concurrency=max(1, _number(extra, "max_concurrency", DEFAULT_CONCURRENCY, int)),
+        api_key_in_query=_flag(extra.get("api_key_in_query", False)),
+        retry_wait_min=_number(extra, "retry_wait_min", 1.0),
+        retry_wait_max=_number(extra, "retry_wait_max", 60.0),
+    )

@@ -1,0 +1,132 @@
+"""Reading PatSnap responses: the JSON envelope first, the HTTP status second."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from airflow_provider_patsnap.errors import (
+    PatsnapError,
+    PatsnapResponseError,
+    error_from_envelope,
+    error_from_http_status,
+)
+
+#: Longest Retry-After the hook will honour; beyond it, the normal backoff cap applies.
+MAX_RETRY_AFTER = 300.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    """JSON with integers kept exact and decimals as ``Decimal``: nothing passes through a float."""
+    return json.loads(raw, parse_float=Decimal)
+
+
+def _describe_body(content_type: str, size: int) -> str:
+    kind = "an HTML page" if "html" in content_type.lower() else f"a {content_type or 'untyped'} body"
+    return f"PatSnap answered with {kind} ({size} bytes) instead of its JSON envelope"
+
+
+def parse_envelope(*, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes) -> Any:
+    """Return ``data`` of a successful envelope; raise the mapped ``PatsnapError`` otherwise."""
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    content_type = headers.get("Content-Type", "")
+    try:
+        payload = loads_exact(content) if content else None
+    except ValueError:
+        payload = None
+    ok = 200 <= http_status < 300
+    if isinstance(payload, dict) and ("error_code" in payload or "status" in payload):
+        raw_code = payload.get("error_code")
+        try:
+            code = int(raw_code) if raw_code is not None else 0
+        except (TypeError, ValueError):
+            code = -1
+        if ok and payload.get("status") is True and code == 0:
+            return payload.get("data")
+        if code not in (0, -1):
+            message = payload.get("error_msg")
+            raise error_from_envelope(
+                endpoint=endpoint,
+                code=code,
+                message=str(message) if message else None,
+                http_status=http_status,
+                retry_after=retry_after,
+            )
+        if not ok:
+            raise error_from_http_status(
+                endpoint=endpoint, http_status=http_status, is_json=True, retry_after=retry_after
+            )
+        raise PatsnapResponseError(
+            f"envelope reports failure without a usable error_code (status={payload.get('status')!r}, "
+            f"error_code={raw_code!r})",
+            endpoint=endpoint,
+            http_status=http_status,
+        )
+    if not ok:
+        raise error_from_http_status(
+            endpoint=endpoint,
+            http_status=http_status,
+            is_json=payload is not None,
+            retry_after=retry_after,
+            body_hint=_describe_body(content_type, len(content)),
+        )
+    raise PatsnapResponseError(_describe_body(content_type, len(content)), endpoint=endpoint, http_status=http_status)
+
+
+def parse_token_response(
+    *, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes
+) -> tuple[str, float]:
+    """``(token, expires_in)`` from ``/oauth/token`` (top-level JSON, no envelope on success)."""
+    try:
+        payload = loads_exact(content) if content else None
+    except ValueError:
+        payload = None
+    if 200 <= http_status < 300 and isinstance(payload, dict):
+        token = payload.get("token") or payload.get("access_token")
+        if not token and isinstance(payload.get("data"), dict):
+            token = payload["data"].get("token")
+        if isinstance(token, str) and token:
+            try:
+                expires_in = float(payload.get("expires_in") or 1800)
+            except (TypeError, ValueError):
+                expires_in = 1800.0
+            return token, expires_in
+    try:
+        parse_envelope(endpoint=endpoint, http_status=http_status, headers=headers, content=content)
+    except PatsnapError as exc:
+        raise _token_failure(exc) from None
+    raise PatsnapResponseError("token response has no token", endpoint=endpoint, http_status=http_status)
+
+
+def _token_failure(exc: PatsnapError) -> PatsnapError:
+    from airflow_provider_patsnap.errors import PatsnapAuthError, PatsnapTokenError
+
+    # A token error from the token endpoint itself means the client credentials are refused.
+    if isinstance(exc, PatsnapTokenError) or exc.http_status in (401, 403):
+        return PatsnapAuthError(
+            f"{exc.message}; check the connection's client id and client secret",
+            endpoint=exc.endpoint,
+            code=exc.code,
+            http_status=exc.http_status,
+        )
+    return exc

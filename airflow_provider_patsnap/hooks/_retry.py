@@ -1,0 +1,76 @@
+"""Tenacity retry policy for PatSnap calls."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+
+from airflow_provider_patsnap.errors import PatsnapRetryableError
+
+
+class _WaitBackoffOrRetryAfter:
+    """Exponential backoff with jitter, but never less than the server's ``Retry-After``."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.maximum = maximum
+        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self.backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            wait = max(wait, retry_after)
+        return min(wait, self.maximum)
+
+
+class _StopPolicy:
+    def __init__(self, max_attempts: int) -> None:
+        self.max_attempts = max_attempts
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        limit = self.max_attempts
+        per_error = getattr(exc, "max_attempts", None)
+        if per_error:
+            limit = min(limit, per_error)
+        return state.attempt_number >= limit
+
+
+def should_retry(exc: BaseException, *, billable: bool) -> bool:
+    """Retry transient errors; a billable call only when PatSnap surely did not run it."""
+    return isinstance(exc, PatsnapRetryableError) and (exc.replay_safe or not billable)
+
+
+def retrying(
+    *,
+    max_retries: int,
+    wait_min: float,
+    wait_max: float,
+    billable: bool,
+    logger: logging.Logger | Any,
+    what: str,
+    asynchronous: bool = False,
+) -> Retrying | AsyncRetrying:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        logger.warning(
+            "%s failed (attempt %d of %d): %s. Retrying in %.1f s.",
+            what,
+            state.attempt_number,
+            max_retries + 1,
+            exc,
+            wait,
+        )
+
+    cls = AsyncRetrying if asynchronous else Retrying
+    return cls(
+        stop=_StopPolicy(max_retries + 1),
+        wait=_WaitBackoffOrRetryAfter(wait_min, wait_max),
+        retry=retry_if_exception(lambda e: should_retry(e, billable=billable)),
+        before_sleep=before_sleep,
+        reraise=True,
+    )

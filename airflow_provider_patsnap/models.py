@@ -1,0 +1,234 @@
+"""Value types shared by the hook, operators, sensor and trigger (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum, IntEnum
+from typing import Any, TypedDict
+
+from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapJobFailedError, PatsnapResponseError
+
+
+class ReportKind(str, Enum):
+    """The two report products, with their endpoints."""
+
+    ENTERPRISE = "enterprise"  # R001 enterprise innovation report
+    PATENT_VALUE = "patent_value"  # R002 patent value report
+
+    @classmethod
+    def parse(cls, value: ReportKind | str, parameter: str = "report_kind") -> ReportKind:
+        if isinstance(value, ReportKind):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            choices = ", ".join(repr(k.value) for k in cls)
+            raise PatsnapInputError(parameter, f"unknown report kind {value!r}; use one of {choices}") from None
+
+    @property
+    def code(self) -> str:
+        return "R001" if self is ReportKind.ENTERPRISE else "R002"
+
+    @property
+    def _base(self) -> str:
+        if self is ReportKind.ENTERPRISE:
+            return "/innovation/company-report"
+        return "/patent-valuation-data/patent-report"
+
+    def create_path(self, logo: bool) -> str:
+        return f"{self._base}/task/create" if logo else f"{self._base}/task/create-no-logo"
+
+    @property
+    def status_path(self) -> str:
+        return f"{self._base}/job_id/status"
+
+
+class JobStatus(IntEnum):
+    """PatSnap ``job_status`` values of R001/R002 export jobs."""
+
+    QUEUED = 0
+    EXPORTING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+RUNNING_STATES = frozenset({JobStatus.QUEUED, JobStatus.EXPORTING})
+SUCCESS_STATES = frozenset({JobStatus.SUCCEEDED})
+FAILED_STATES = frozenset({JobStatus.FAILED})
+TERMINAL_STATES = SUCCESS_STATES | FAILED_STATES
+
+
+def normalize_job_id(value: Any, parameter: str = "job_id") -> str:
+    """Job id as an exact digit string (ints keep every digit; floats would not, so they are refused)."""
+    if isinstance(value, bool) or value is None:
+        raise PatsnapInputError(parameter, f"expected a PatSnap job id, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (float, Decimal)) and not isinstance(value, int):
+        # A float cannot hold a 19-digit id: digits were already lost before we saw it.
+        raise PatsnapInputError(
+            parameter, f"job id {value!r} is a floating-point number and has lost digits; pass it as a string"
+        )
+    text = str(value).strip()
+    if not text:
+        raise PatsnapInputError(parameter, "job id is empty; pass the id returned by the create task")
+    return text
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """One R001/R002 export job as PatSnap reports it."""
+
+    job_id: str
+    report_kind: ReportKind
+    status: JobStatus
+    queue_num: int | None = None
+    download_url: str | None = None
+    abnormal_cause: str | None = None
+
+    @classmethod
+    def from_api(cls, data: Any, report_kind: ReportKind, requested_job_id: str, endpoint: str) -> ReportJob:
+        if not isinstance(data, dict):
+            raise PatsnapResponseError("status response has no 'data' object", endpoint=endpoint)
+        raw_status = data.get("job_status")
+        try:
+            status = JobStatus(int(raw_status))
+        except (TypeError, ValueError):
+            raise PatsnapResponseError(
+                f"unknown job_status {raw_status!r} for job {requested_job_id}", endpoint=endpoint
+            ) from None
+        raw_id = data.get("job_id")
+        job_id = requested_job_id if raw_id is None else _response_job_id(raw_id, endpoint)
+        queue = data.get("queue_num")
+        url = data.get("download_url") or None
+        if status is JobStatus.SUCCEEDED and not url:
+            raise PatsnapResponseError(f"job {job_id} succeeded but PatSnap sent no download_url", endpoint=endpoint)
+        return cls(
+            job_id=job_id,
+            report_kind=report_kind,
+            status=status,
+            queue_num=int(queue) if isinstance(queue, (int, str)) and str(queue).isdigit() else None,
+            download_url=url if isinstance(url, str) else None,
+            abnormal_cause=(str(data["abnormal_cause"]) if data.get("abnormal_cause") else None),
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def is_done(self) -> bool:
+        """The one place that reads a job's state: True when succeeded, False while queued or
+        exporting; raises ``PatsnapJobFailedError`` (with PatSnap's ``abnormal_cause``) when failed."""
+        if self.status in SUCCESS_STATES:
+            return True
+        if self.status in FAILED_STATES:
+            cause = self.abnormal_cause or "no cause given"
+            raise PatsnapJobFailedError(
+                f"{self.report_kind.code} job {self.job_id} failed on PatSnap's side: {cause}",
+                job_id=self.job_id,
+                abnormal_cause=self.abnormal_cause,
+                endpoint=f"GET {self.report_kind.status_path}",
+            )
+        return False
+
+    def to_xcom(self) -> dict[str, Any]:
+        """JSON-safe summary; the signed download URL is deliberately left out."""
+        return {
+            "job_id": self.job_id,
+            "report_kind": self.report_kind.value,
+            "job_status": int(self.status),
+            "status": self.status.name.lower(),
+            "queue_num": self.queue_num,
+            "abnormal_cause": self.abnormal_cause,
+        }
+
+    def describe(self) -> str:
+        queue = f", queue position {self.queue_num}" if self.queue_num else ""
+        return f"{self.report_kind.code} job {self.job_id}: {self.status.name.lower()}{queue}"
+
+
+def _response_job_id(raw: Any, endpoint: str) -> str:
+    try:
+        return normalize_job_id(raw)
+    except PatsnapInputError as exc:
+        raise PatsnapResponseError(str(exc), endpoint=endpoint) from None
+
+
+class LegalIndicatorRecord(TypedDict):
+    """One flat, typed P037 record."""
+
+    pn: str | None
+    patent_id: str | None
+    legal_status: str | None
+    granted_no: int | None
+    litigation_no: int | None
+    patent_age_day: int | None
+    invalid_fail_no: int | None
+    invalid_success_no: int | None
+    grant_waiting_day: int | None
+    has_reexam_invalid: bool | None
+    litigation_country: list[str]
+    in_application_ratio: float | None
+    remaining_time_ratio: float | None
+    avg_originality_index: float | None
+
+
+_INT_FIELDS = (
+    "granted_no",
+    "litigation_no",
+    "patent_age_day",
+    "invalid_fail_no",
+    "invalid_success_no",
+    "grant_waiting_day",
+)
+_FLOAT_FIELDS = ("in_application_ratio", "remaining_time_ratio", "avg_originality_index")
+
+
+def _to_int(value: Any) -> int | None:
+    try:
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    if text in ("TRUE", "1", "Y", "YES"):
+        return True
+    if text in ("FALSE", "0", "N", "NO"):
+        return False
+    return None
+
+
+def flatten_legal_indicator(item: Any) -> LegalIndicatorRecord:
+    """Turn PatSnap's nested P037 item into one flat record with real types."""
+    item = item if isinstance(item, dict) else {}
+    legal = item.get("patsnap_legal_value")
+    legal = legal if isinstance(legal, dict) else {}
+    countries = legal.get("litigation_country")
+    record: dict[str, Any] = {
+        "pn": item.get("pn"),
+        "patent_id": item.get("patent_id"),
+        "legal_status": legal.get("legal_status"),
+        "has_reexam_invalid": _to_bool(legal.get("has_reexam_invalid")),
+        "litigation_country": [str(c) for c in countries] if isinstance(countries, list) else [],
+    }
+    record.update({name: _to_int(legal.get(name)) for name in _INT_FIELDS})
+    record.update({name: _to_float(legal.get(name)) for name in _FLOAT_FIELDS})
+    return record  # type: ignore[return-value]

@@ -1,0 +1,129 @@
+"""Where downloaded reports go: any ObjectStoragePath target, written whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.version_compat import object_storage_path
+
+_LOCAL_PROTOCOLS = ("", "file", "local")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._\- ()\u00a0-\uffff]+")
+
+
+def sanitize_filename(name: str | None, fallback: str) -> str:
+    """A safe single path segment: no directories, no traversal, no control characters."""
+    text = unicodedata.normalize("NFC", name or "")
+    text = text.replace("\\", "/").split("/")[-1]  # keep the last segment only
+    text = _UNSAFE.sub("_", text).strip(" .")
+    text = re.sub(r"_+", "_", text)
+    if not text or text in (".", ".."):
+        text = fallback
+    return text[:200]
+
+
+def _disposition_filename(value: str | None) -> str | None:
+    if not value:
+        return None
+    star = re.search(r"filename\*\s*=\s*([^;]+)", value, re.IGNORECASE)
+    if star:
+        raw = star.group(1).strip().strip('"')
+        _, _, encoded = raw.partition("''") if "''" in raw else ("", "", raw)
+        return unquote(encoded, encoding="utf-8", errors="replace")
+    plain = re.search(r'filename\s*=\s*"?([^";]+)"?', value, re.IGNORECASE)
+    return plain.group(1).strip() if plain else None
+
+
+def filename_from_link(url: str, content_disposition: str | None = None) -> str | None:
+    """The report's file name: Content-Disposition, else the signed link's own, else its path."""
+    name = _disposition_filename(content_disposition)
+    if name:
+        return name
+    parts = urlsplit(url)
+    signed = parse_qs(parts.query).get("response-content-disposition")
+    name = _disposition_filename(signed[0]) if signed else None
+    return name or (unquote(parts.path.rsplit("/", 1)[-1]) or None)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A validated destination: a file, or a folder (raw value ends with ``/``) to put the file in."""
+
+    raw: str
+    conn_id: str | None
+    is_folder: bool
+
+    @classmethod
+    def parse(cls, destination: Any, conn_id: str | None = None) -> Destination:
+        text = str(destination).strip() if destination is not None else ""
+        if not text:
+            raise PatsnapInputError("destination", "give a file path or URI, or a folder ending with '/'")
+        return cls(raw=text, conn_id=conn_id or None, is_folder=text.endswith("/"))
+
+    def resolve(self, filename: str) -> Any:
+        """ObjectStoragePath of the final file."""
+        raw = self.raw
+        if "://" not in raw:
+            raw = os.path.abspath(os.path.expanduser(raw)) + ("/" if self.is_folder else "")
+        base = object_storage_path(raw, conn_id=self.conn_id)
+        return base / filename if self.is_folder else base
+
+
+def is_local(path: Any) -> bool:
+    return path.protocol in _LOCAL_PROTOCOLS
+
+
+def user_uri(path: Any) -> str:
+    """URI for people and XCom: no connection id, ``file://`` for local paths."""
+    protocol = path.protocol or "file"
+    key = path.path if protocol != "file" else os.path.abspath(path.path)
+    return f"{protocol}://{key}"
+
+
+@contextlib.contextmanager
+def staged_write(final: Any, spool_dir: str | None = None) -> Iterator[tuple[IO[bytes], str]]:
+    """Yield ``(file, local_path)`` to write into; on success publish to ``final`` in one step.
+
+    Local targets are written beside the final name and renamed into place (atomic on one
+    filesystem). Object stores have no atomic rename, and an aborted streaming write can still
+    publish a partial object, so remote targets are spooled to a local file and uploaded once,
+    only after the caller has verified it.
+    """
+    if is_local(final):
+        target = os.path.abspath(final.path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part-{uuid.uuid4().hex[:8]}")
+    else:
+        fd, tmp = tempfile.mkstemp(prefix="patsnap-", suffix=".part", dir=spool_dir)
+        os.close(fd)
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle, tmp
+        if is_local(final):
+            os.replace(tmp, target)
+        else:
+            with contextlib.suppress(Exception):
+                final.parent.mkdir(parents=True, exist_ok=True)
+            final.fs.put_file(tmp, final.path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_lines_atomically(final: Any, lines: Iterator[bytes]) -> int:
+    """Write byte lines to ``final`` via ``staged_write``; return the byte count."""
+    size = 0
+    with staged_write(final) as (handle, _):
+        for line in lines:
+            handle.write(line)
+            size += len(line)
+    return size

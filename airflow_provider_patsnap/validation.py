@@ -1,0 +1,118 @@
+"""Input checks that run before any billable call; each error names the parameter to change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from airflow_provider_patsnap.errors import PatsnapInputError
+
+REPORT_TYPES = ("pdf", "word")
+MAX_BATCH = 100
+
+# GB 32100-2015 unified social credit code: 31-symbol alphabet (no I, O, Z, S, V) and weights.
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def report_type(value: Any) -> str:
+    text = str(value).strip().lower() if value is not None else ""
+    if text not in REPORT_TYPES:
+        raise PatsnapInputError("report_type", f"must be 'pdf' or 'word', got {value!r}")
+    return text
+
+
+def optional_text(parameter: str, value: Any) -> str | None:
+    """``None`` for missing/blank values, else the stripped string."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise PatsnapInputError(parameter, f"must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    return text or None
+
+
+def uscc_check_char(first17: str) -> str:
+    total = sum(_USCC_ALPHABET.index(ch) * w for ch, w in zip(first17, _USCC_WEIGHTS, strict=True))
+    return _USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def credit_code(value: Any) -> str | None:
+    """Validate a unified social credit code (18 characters, GB 32100 check digit)."""
+    text = optional_text("credit_code", value)
+    if text is None:
+        return None
+    text = text.upper()
+    if len(text) != 18:
+        raise PatsnapInputError(
+            "credit_code", f"a unified social credit code has 18 characters, {text!r} has {len(text)}"
+        )
+    bad = sorted({ch for ch in text if ch not in _USCC_ALPHABET})
+    if bad:
+        raise PatsnapInputError("credit_code", f"{text!r} contains characters not allowed by GB 32100: {bad}")
+    expected = uscc_check_char(text[:17])
+    if text[17] != expected:
+        raise PatsnapInputError(
+            "credit_code", f"{text!r} fails the GB 32100 check digit (expected {expected!r} last); check for a typo"
+        )
+    return text
+
+
+def enterprise_identifiers(company_name: Any, credit_code_value: Any, org_number: Any) -> dict[str, str]:
+    ids = {
+        "company_name": optional_text("company_name", company_name),
+        "credit_code": credit_code(credit_code_value),
+        "org_number": optional_text("org_number", org_number),
+    }
+    present = {k: v for k, v in ids.items() if v}
+    if not present:
+        raise PatsnapInputError("company_name", "give at least one of company_name, credit_code or org_number")
+    return present
+
+
+def patent_identifier(patent_id: Any, patent_number: Any) -> dict[str, str]:
+    pid = optional_text("patent_id", patent_id)
+    pn = optional_text("patent_number", patent_number)
+    if pid and pn:
+        raise PatsnapInputError("patent_number", "give exactly one of patent_id or patent_number, not both")
+    if not pid and not pn:
+        raise PatsnapInputError("patent_number", "give exactly one of patent_id or patent_number")
+    return {"patent_id": pid} if pid else {"patent_number": pn}  # type: ignore[dict-item]
+
+
+def patent_list(parameter: str, values: Any) -> list[str]:
+    """Strip, drop duplicates (first occurrence wins, case-insensitive) and reject blanks or commas."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        # A single comma-separated string is a common way to pass a list through templating.
+        values = values.split(",")
+    if not isinstance(values, Iterable):
+        raise PatsnapInputError(parameter, f"must be a list of strings, got {type(values).__name__}")
+    out: list[str] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(values):
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raise PatsnapInputError(parameter, f"item {index} is empty; remove blank entries")
+        if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+            raise PatsnapInputError(parameter, f"item {index} must be a string, got {type(raw).__name__}")
+        text = str(raw).strip()
+        if "," in text:
+            raise PatsnapInputError(parameter, f"item {index} ({text!r}) contains a comma; pass one id per item")
+        key = text.upper()
+        if key not in seen:
+            seen.add(key)
+            out.append(text)
+    return out
+
+
+def patents(patent_numbers: Any, patent_ids: Any) -> tuple[list[str], list[str]]:
+    numbers = patent_list("patent_numbers", patent_numbers)
+    ids = patent_list("patent_ids", patent_ids)
+    if not numbers and not ids:
+        raise PatsnapInputError("patent_numbers", "no patents given; pass a non-empty patent_numbers or patent_ids")
+    return numbers, ids
+
+
+def batches(items: list[str], size: int = MAX_BATCH) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
