@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
@@ -21,9 +23,8 @@ class _WaitBackoffOrRetryAfter:
         wait = self.backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            wait = max(wait, retry_after)
-        return min(wait, self.maximum)
+        # The server's word beats our own cap (it is bounded where the header is parsed).
+        return max(min(wait, self.maximum), retry_after or 0.0)
 
 
 class _StopPolicy:
@@ -37,6 +38,14 @@ class _StopPolicy:
         if per_error:
             limit = min(limit, per_error)
         return state.attempt_number >= limit
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def _asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 def should_retry(exc: BaseException, *, billable: bool) -> bool:
@@ -73,4 +82,6 @@ def retrying(
         retry=retry_if_exception(lambda e: should_retry(e, billable=billable)),
         before_sleep=before_sleep,
         reraise=True,
+        # Looked up at call time so tests can record the waits instead of sleeping.
+        sleep=(lambda s: _asleep(s)) if asynchronous else (lambda s: _sleep(s)),
     )

@@ -1,0 +1,71 @@
+"""Test set-up: a private AIRFLOW_HOME, no example DAGs, fresh process-wide caches per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Before anything imports airflow: its configuration is read once, at import.
+_HOME = tempfile.mkdtemp(prefix="patsnap-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "example_dags")
+os.environ.pop("AIRFLOW_CONN_PATSNAP_DEFAULT", None)
+
+import pytest  # noqa: E402
+
+from airflow_provider_patsnap.hooks import _ratelimit  # noqa: E402
+from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE  # noqa: E402
+
+FAKE_HOST = "https://patsnap.test"
+CLIENT_ID = "client-under-test"
+CLIENT_SECRET = "s3cret-client-value-0123456789"
+API_KEY = "sk-test-0123456789abcdefghij"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    """Token cache and limiters are process-wide by design; tests must not leak them."""
+    TOKEN_CACHE.clear()
+    _ratelimit._LIMITERS.clear()
+    yield
+    TOKEN_CACHE.clear()
+    _ratelimit._LIMITERS.clear()
+
+
+def conn_json(host: str = FAKE_HOST, *, api_key: str | None = None, **extra: object) -> str:
+    body: dict[str, object] = {"conn_type": "patsnap", "host": host, "extra": dict(extra)}
+    if api_key:
+        body["extra"]["api_key"] = api_key  # type: ignore[index]
+    else:
+        body["login"] = CLIENT_ID
+        body["password"] = CLIENT_SECRET
+    return json.dumps(body)
+
+
+@pytest.fixture
+def oauth_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``patsnap_default`` pointing at a fake host (for `responses`), fast retries, no pacing."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PATSNAP_DEFAULT",
+        conn_json(qps=0, max_retries=3, retry_wait_min=0.001, retry_wait_max=0.01),
+    )
+    return "patsnap_default"
+
+
+@pytest.fixture
+def api_key_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PATSNAP_DEFAULT",
+        conn_json(api_key=API_KEY, qps=0, max_retries=3, retry_wait_min=0.001, retry_wait_max=0.01),
+    )
+    return "patsnap_default"
