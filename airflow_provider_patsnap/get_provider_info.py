@@ -47,7 +47,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_patsnap.triggers.report_job"],
             }
         ],
-        "extra-links": ["airflow_provider_patsnap.links.PatsnapReportJobLink"],
+        "extra-links": ["airflow_provider_patsnap.links.PatsnapApiDocsLink"],
         "connection-types": [
             {
                 "connection-type": "patsnap",

@@ -13,16 +13,28 @@ AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= _BASE
 AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= _BASE
 
 if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, conf
-    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue, conf
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
     from airflow.sdk.log import mask_secret
 else:  # Airflow 2.11
     from airflow.configuration import conf  # type: ignore[no-redef]
-    from airflow.exceptions import AirflowFailException, TaskDeferred  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
     from airflow.models import BaseOperator  # type: ignore[no-redef]
     from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef]
-    from airflow.sensors.base import BaseSensorOperator  # type: ignore[no-redef]
+    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef]
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
 
 
@@ -66,12 +78,16 @@ def default_deferrable() -> bool:
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
+    "AirflowException",
     "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
+    "PokeReturnValue",
     "TaskDeferred",
     "TriggerEvent",
     "aget_connection",

@@ -69,3 +69,22 @@ def api_key_conn(monkeypatch: pytest.MonkeyPatch) -> str:
         conn_json(api_key=API_KEY, qps=0, max_retries=3, retry_wait_min=0.001, retry_wait_max=0.01),
     )
     return "patsnap_default"
+
+
+@pytest.fixture
+def emulator() -> Iterator[object]:
+    """A fresh PatSnap emulator on a random loopback port; jobs finish in 0.6 s."""
+    from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
+
+    with PatsnapEmulator(job_seconds=0.6) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu_conn(emulator: object, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``patsnap_default`` pointing at the emulator (OAuth), fast retries, no client-side pacing."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PATSNAP_DEFAULT",
+        emulator.connection_json(qps=0, retry_wait_min=0.01, retry_wait_max=0.05),  # type: ignore[attr-defined]
+    )
+    return "patsnap_default"

@@ -24,6 +24,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapTokenError,
     error_from_http_status,
 )
+from airflow_provider_patsnap.hooks._async import AsyncPatsnapMixin
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
 from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
 from airflow_provider_patsnap.hooks._ratelimit import RateLimiter, limiter_for
@@ -61,7 +62,7 @@ def safe_link(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-class PatsnapHook(BaseHook):
+class PatsnapHook(AsyncPatsnapMixin, BaseHook):
     """Talks to PatSnap's Open Platform with the credentials of an Airflow connection.
 
     :param patsnap_conn_id: connection of type ``patsnap``.

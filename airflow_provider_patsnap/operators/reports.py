@@ -1,0 +1,165 @@
+"""Report operators: create R001/R002 jobs, download finished reports to any storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_patsnap import validation
+from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.links import PatsnapApiDocsLink
+from airflow_provider_patsnap.models import ReportKind
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
+from airflow_provider_patsnap.version_compat import BaseOperator
+
+
+def _check_literal_report_type(value: Any) -> None:
+    # Catch typos at DAG parse time; templated values are checked in execute, still before any call.
+    if isinstance(value, str) and "{{" not in value:
+        validation.report_type(value)
+
+
+class PatsnapCreateEnterpriseReportOperator(BaseOperator):
+    """Creates an R001 enterprise innovation report job; returns the job id (string) as XCom.
+
+    Give at least one of ``company_name``, ``credit_code`` (unified social credit code) or
+    ``org_number``. ``logo=False`` uses PatSnap's no-logo endpoint. The create is billable, so it
+    is never retried after an error that leaves PatSnap's side in doubt.
+    """
+
+    template_fields: Sequence[str] = ("company_name", "credit_code", "org_number", "report_type")
+    operator_extra_links = (PatsnapApiDocsLink(),)
+    ui_color = "#cfe3f7"
+
+    def __init__(
+        self,
+        *,
+        company_name: str | None = None,
+        credit_code: str | None = None,
+        org_number: str | None = None,
+        report_type: str = "pdf",
+        logo: bool = True,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _check_literal_report_type(report_type)
+        self.company_name = company_name
+        self.credit_code = credit_code
+        self.org_number = org_number
+        self.report_type = report_type
+        self.logo = logo
+        self.patsnap_conn_id = patsnap_conn_id
+
+    @property
+    def api_docs_path(self) -> str:
+        return ReportKind.ENTERPRISE.create_path(self.logo)
+
+    def execute(self, context: Any) -> str:
+        with airflow_failure_semantics():
+            return PatsnapHook(self.patsnap_conn_id).create_enterprise_report(
+                report_type=self.report_type,
+                company_name=self.company_name,
+                credit_code=self.credit_code,
+                org_number=self.org_number,
+                logo=self.logo,
+            )
+
+
+class PatsnapCreatePatentValueReportOperator(BaseOperator):
+    """Creates an R002 patent value report job; returns the job id (string) as XCom.
+
+    Give exactly one of ``patent_id`` or ``patent_number``. The no-logo endpoint is the default
+    (``logo=True`` selects the PatSnap-branded one).
+    """
+
+    template_fields: Sequence[str] = ("patent_id", "patent_number", "report_type")
+    operator_extra_links = (PatsnapApiDocsLink(),)
+    ui_color = "#cfe3f7"
+
+    def __init__(
+        self,
+        *,
+        patent_id: str | None = None,
+        patent_number: str | None = None,
+        report_type: str = "pdf",
+        logo: bool = False,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _check_literal_report_type(report_type)
+        self.patent_id = patent_id
+        self.patent_number = patent_number
+        self.report_type = report_type
+        self.logo = logo
+        self.patsnap_conn_id = patsnap_conn_id
+
+    @property
+    def api_docs_path(self) -> str:
+        return ReportKind.PATENT_VALUE.create_path(self.logo)
+
+    def execute(self, context: Any) -> str:
+        with airflow_failure_semantics():
+            return PatsnapHook(self.patsnap_conn_id).create_patent_value_report(
+                report_type=self.report_type,
+                patent_id=self.patent_id,
+                patent_number=self.patent_number,
+                logo=self.logo,
+            )
+
+
+class PatsnapDownloadReportOperator(BaseOperator):
+    """Streams a finished report to ``destination`` and returns its metadata as XCom.
+
+    ``destination`` is a local path or any ObjectStoragePath URI (``file://``, ``s3://``,
+    ``gs://``...); a value ending in ``/`` is a folder and PatSnap's (sanitised) file name is used.
+    The file appears whole or not at all; an existing file is kept unless ``overwrite=True``.
+    Returns ``{"uri", "filename", "size", "sha256", "media_type", "job_id", "report_kind"}``;
+    the signed link never reaches XCom or the logs.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "report_kind", "destination", "destination_conn_id")
+    operator_extra_links = (PatsnapApiDocsLink(),)
+    ui_color = "#d8efe0"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        report_kind: str,
+        destination: str,
+        destination_conn_id: str | None = None,
+        overwrite: bool = False,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(report_kind, str) and "{{" not in report_kind:
+            ReportKind.parse(report_kind)
+        self.job_id = job_id
+        self.report_kind = report_kind
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.overwrite = overwrite
+        self.patsnap_conn_id = patsnap_conn_id
+
+    @property
+    def api_docs_path(self) -> str:
+        try:
+            return ReportKind.parse(self.report_kind).status_path
+        except PatsnapInputError:
+            return ""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        with airflow_failure_semantics():
+            result = PatsnapHook(self.patsnap_conn_id).download_report(
+                self.report_kind,
+                self.job_id,
+                self.destination,
+                destination_conn_id=self.destination_conn_id,
+                overwrite=self.overwrite,
+            )
+        annotate_outlet_events(self, context, result)
+        return result

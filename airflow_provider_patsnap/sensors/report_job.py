@@ -1,0 +1,135 @@
+"""PatsnapReportJobSensor: wait for an R001/R002 report job (poke, reschedule or deferrable)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow_provider_patsnap.errors import (
+    PatsnapError,
+    PatsnapInputError,
+    PatsnapJobFailedError,
+    PatsnapRetryableError,
+)
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.links import PatsnapApiDocsLink
+from airflow_provider_patsnap.models import ReportKind
+from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
+from airflow_provider_patsnap.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    default_deferrable,
+)
+
+#: PatSnap generates reports in 1 to 10 minutes; an hour is a generous default ceiling.
+DEFAULT_TIMEOUT = 60 * 60
+
+
+class PatsnapReportJobSensor(BaseSensorOperator):
+    """Waits until a PatSnap report job has finished; fails at once if PatSnap says it failed.
+
+    Returns the job's metadata (``job_id``, ``report_kind``, ``job_status``, ``status``,
+    ``queue_num``, ``abnormal_cause``) as XCom; never the signed download link.
+
+    :param job_id: the job id returned by a create operator (templated; ``create.output`` works).
+    :param report_kind: ``"enterprise"`` (R001) or ``"patent_value"`` (R002).
+    :param patsnap_conn_id: the ``patsnap`` connection.
+    :param deferrable: wait in the triggerer instead of a worker slot
+        (default: ``[operators] default_deferrable``).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "report_kind")
+    operator_extra_links = (PatsnapApiDocsLink(),)
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        report_kind: str,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        poke_interval: timedelta | float = 30,
+        timeout: timedelta | float | None = DEFAULT_TIMEOUT,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.job_id = job_id
+        self.report_kind = report_kind
+        self.patsnap_conn_id = patsnap_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    @property
+    def hook(self) -> PatsnapHook:
+        return PatsnapHook(self.patsnap_conn_id)
+
+    @property
+    def api_docs_path(self) -> str:
+        try:
+            return ReportKind.parse(self.report_kind).status_path
+        except PatsnapInputError:
+            return ""
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        try:
+            job = self.hook.get_report_job(self.report_kind, self.job_id)
+        except (PatsnapInputError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from None
+        except PatsnapRetryableError as exc:
+            # Transient trouble after the hook's own retries: keep waiting until the sensor times out.
+            self.log.warning("Status check failed, will poke again: %s", exc)
+            return False
+        except PatsnapError as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info("%s", job.describe())
+        try:
+            done = job.is_done()
+        except PatsnapJobFailedError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return PokeReturnValue(is_done=True, xcom_value=job.to_xcom()) if done else False
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # One synchronous look first: a finished job needs no trip through the triggerer.
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        timeout_s = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+        self.defer(
+            trigger=PatsnapReportJobTrigger(
+                job_id=str(self.job_id),
+                report_kind=ReportKind.parse(self.report_kind).value,
+                end_time=time.time() + timeout_s,
+                patsnap_conn_id=self.patsnap_conn_id,
+                poll_interval=_seconds(self.poke_interval),
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired; runs in a new process, so everything comes from ``event``."""
+        if not event:
+            raise AirflowException("PatSnap trigger resumed the task without an event")
+        status, message = event.get("status"), event.get("message", "")
+        if status == "success":
+            self.log.info("%s", message)
+            return event["job"]
+        if status == "timeout":
+            if self.soft_fail:
+                raise AirflowSkipException(message)
+            raise AirflowSensorTimeout(message)
+        if status in ("failed", "error"):
+            # Job failed on PatSnap's side, or a permanent error: retrying the wait cannot help.
+            raise AirflowFailException(message)
+        raise AirflowException(message or f"unexpected trigger event {event!r}")
+
+
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

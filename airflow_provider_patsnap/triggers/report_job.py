@@ -1,0 +1,88 @@
+"""PatsnapReportJobTrigger: waits for an R001/R002 job in the triggerer, without a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow_provider_patsnap.errors import PatsnapError, PatsnapJobFailedError, PatsnapRetryableError
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.models import ReportKind, normalize_job_id
+from airflow_provider_patsnap.version_compat import BaseTrigger, TriggerEvent
+
+
+class PatsnapReportJobTrigger(BaseTrigger):
+    """Polls a report job's status asynchronously and fires exactly one event.
+
+    The event payload is plain JSON: ``{"status": "success" | "failed" | "timeout" | "error",
+    "message": str, "job": {...}}`` where ``job`` is ``ReportJob.to_xcom()`` (no signed link).
+
+    :param job_id: the PatSnap job id (string).
+    :param report_kind: ``"enterprise"`` or ``"patent_value"``.
+    :param end_time: epoch seconds after which the trigger reports ``timeout``.
+    :param poll_interval: seconds between status calls.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        report_kind: str,
+        end_time: float,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        poll_interval: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.job_id = normalize_job_id(job_id)
+        self.report_kind = ReportKind.parse(report_kind).value
+        self.end_time = float(end_time)
+        self.patsnap_conn_id = patsnap_conn_id
+        self.poll_interval = float(poll_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "report_kind": self.report_kind,
+                "end_time": self.end_time,
+                "patsnap_conn_id": self.patsnap_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = PatsnapHook(self.patsnap_conn_id)
+        job_summary: dict[str, Any] = {"job_id": self.job_id, "report_kind": self.report_kind}
+        last_seen = None
+        while True:
+            try:
+                job = await hook.aget_report_job(self.report_kind, self.job_id)
+                job_summary = job.to_xcom()
+                if job.describe() != last_seen:
+                    last_seen = job.describe()
+                    self.log.info("%s", last_seen)
+                if job.is_done():
+                    yield TriggerEvent({"status": "success", "message": last_seen, "job": job_summary})
+                    return
+            except PatsnapJobFailedError as exc:
+                yield TriggerEvent({"status": "failed", "message": str(exc), "job": job_summary})
+                return
+            except PatsnapRetryableError as exc:
+                # The hook already retried; an outage shorter than the timeout must not fail the wait.
+                self.log.warning("Status check failed, will poll again: %s", exc)
+            except PatsnapError as exc:
+                yield TriggerEvent({"status": "error", "message": str(exc), "job": job_summary})
+                return
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "message": f"{ReportKind(self.report_kind).code} job {self.job_id} did not finish in time",
+                        "job": job_summary,
+                    }
+                )
+                return
+            await asyncio.sleep(min(self.poll_interval, remaining))
