@@ -13,7 +13,6 @@ from pathlib import Path
 _HOME = tempfile.mkdtemp(prefix="patsnap-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "example_dags")
 os.environ.pop("AIRFLOW_CONN_PATSNAP_DEFAULT", None)
 
@@ -78,6 +77,7 @@ def emulator() -> Iterator[object]:
 
     with PatsnapEmulator(job_seconds=0.6) as emu:
         yield emu
+    assert not emu.errors, f"emulator raised internally: {emu.errors}"
 
 
 @pytest.fixture

@@ -1,0 +1,86 @@
+"""Weekly refresh of PatSnap enterprise innovation reports (R001), archived to object storage.
+
+For every company in COMPANIES: create the report job -> wait for PatSnap to generate it (in the
+triggerer, so no worker slot is held for the 1-10 minutes it takes) -> stream the file into
+``<archive>/enterprise/<ds>/``. Each company is its own mapped task group, so one company PatSnap
+cannot report on does not hold back the others. The archive task emits an Asset event that
+downstream DAGs can schedule on.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow_provider_patsnap.operators.reports import (
+    PatsnapCreateEnterpriseReportOperator,
+    PatsnapDownloadReportOperator,
+)
+from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, Asset, task_group
+except ImportError:  # Airflow 2.11
+    from airflow import DAG
+    from airflow.datasets import Dataset as Asset
+    from airflow.decorators import task_group
+
+# --- Configuration -------------------------------------------------------------------------
+# Where reports are archived: any ObjectStoragePath URI (file://, s3://, gs://, ...).
+ARCHIVE_URI = os.environ.get("PATSNAP_ARCHIVE_URI", "file:///tmp/patsnap-archive").rstrip("/")
+# Airflow connection for the archive (e.g. an aws connection for s3://); None for local files.
+ARCHIVE_CONN_ID = os.environ.get("PATSNAP_ARCHIVE_CONN_ID") or None
+# The companies to report on. Names work; a unified social credit code is unambiguous.
+COMPANIES = [
+    "Example Robotics Ltd",
+    "Acme Semiconductor Co",
+    "Nordic Battery AB",
+]
+ENTERPRISE_REPORTS = Asset(f"{ARCHIVE_URI}/enterprise")
+
+with DAG(
+    dag_id="patsnap_enterprise_report_refresh",
+    description="Weekly PatSnap enterprise innovation reports, archived per run date",
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["patsnap", "reports"],
+    default_args={
+        "owner": "data-platform",
+        # Safe: creates are never replayed when PatSnap may have run them, and permanent errors
+        # (bad input, quota, balance) fail at once without using these retries.
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        # Cap concurrent PatSnap calls across all workers with an Airflow pool sized to the
+        # account's QPS (see the README); "default_pool" keeps the demo self-contained.
+        "pool": os.environ.get("PATSNAP_POOL", "default_pool"),
+    },
+) as dag:
+
+    @task_group(group_id="company_report")
+    def company_report(company_name: str) -> None:
+        create = PatsnapCreateEnterpriseReportOperator(
+            task_id="create",
+            company_name=company_name,
+            report_type="pdf",
+        )
+        wait = PatsnapReportJobSensor(
+            task_id="wait",
+            job_id=create.output,
+            report_kind="enterprise",
+            deferrable=True,  # wait in the triggerer, not in a worker slot
+            poke_interval=float(os.environ.get("PATSNAP_POKE_INTERVAL", "30")),
+            timeout=60 * 60,
+        )
+        archive = PatsnapDownloadReportOperator(
+            task_id="archive",
+            job_id=create.output,
+            report_kind="enterprise",
+            destination=ARCHIVE_URI + "/enterprise/{{ ds }}/",
+            destination_conn_id=ARCHIVE_CONN_ID,
+            outlets=[ENTERPRISE_REPORTS],
+        )
+        wait >> archive
+
+    company_report.expand(company_name=COMPANIES)
