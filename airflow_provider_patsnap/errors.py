@@ -177,6 +177,10 @@ class PatsnapDownloadRejectedError(PatsnapPermanentError):
     """The downloaded content is not the report (wrong type, HTML page) or cannot be stored."""
 
 
+class PatsnapDestinationError(PatsnapPermanentError):
+    """The destination cannot be written (missing bucket or folder, no permission)."""
+
+
 class PatsnapInputError(ValueError):
     """Bad input, found before any call to PatSnap. ``parameter`` names the offending argument."""
 

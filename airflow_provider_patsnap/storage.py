@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.errors import PatsnapDestinationError, PatsnapInputError
 from airflow_provider_patsnap.version_compat import object_storage_path
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
+# Object stores need no parent "folders"; mkdir there would create a missing bucket (a typo'd
+# bucket name must fail, not silently get a new bucket with default settings).
+_OBJECT_STORES = ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\- ()\u00a0-\uffff]+")
 
 
@@ -108,12 +111,19 @@ def staged_write(final: Any, spool_dir: str | None = None) -> Iterator[tuple[IO[
     try:
         with open(tmp, "wb") as handle:
             yield handle, tmp
-        if is_local(final):
-            os.replace(tmp, target)
-        else:
-            with contextlib.suppress(Exception):
-                final.parent.mkdir(parents=True, exist_ok=True)
-            final.fs.put_file(tmp, final.path)
+        try:
+            if is_local(final):
+                os.replace(tmp, target)
+            else:
+                if final.protocol not in _OBJECT_STORES:
+                    with contextlib.suppress(Exception):
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                final.fs.put_file(tmp, final.path)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise PatsnapDestinationError(
+                f"cannot write {user_uri(final)}: {type(exc).__name__}; check that the bucket or folder "
+                "exists and the connection may write there"
+            ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -79,6 +79,9 @@ with DAG(
             report_kind="enterprise",
             destination=ARCHIVE_URI + "/enterprise/{{ ds }}/",
             destination_conn_id=ARCHIVE_CONN_ID,
+            # Re-running a date (clearing the task) replaces that date's report; other dates'
+            # folders are never touched.
+            overwrite=True,
             outlets=[ENTERPRISE_REPORTS],
         )
         wait >> archive

@@ -74,10 +74,9 @@ with DAG(
         root = ObjectStoragePath(f"{LAKE_URI}/patsnap/legal_indicators/", conn_id=LAKE_CONN_ID)
         newest = sorted(p for p in root.iterdir() if p.name.startswith("dt="))[-1]
         counts: dict[str, int] = {}
-        with (newest / "legal_indicators.jsonl").open("r") as handle:
-            for line in handle:
-                status = json.loads(line).get("legal_status") or "unknown"
-                counts[status] = counts.get(status, 0) + 1
+        for line in (newest / "legal_indicators.jsonl").read_text(encoding="utf-8").splitlines():
+            status = json.loads(line).get("legal_status") or "unknown"
+            counts[status] = counts.get(status, 0) + 1
         return counts
 
     summarise_latest()
