@@ -1,0 +1,63 @@
+"""Provider metadata: what Airflow reads through the entry point, and what a wheel must contain."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+import airflow_provider_patsnap
+from airflow_provider_patsnap.get_provider_info import get_provider_info
+
+
+def test_entry_point_resolves_to_provider_info() -> None:
+    (entry,) = [
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_patsnap")
+    ]
+    info = entry.load()()
+    assert info["package-name"] == "airflow-provider-patsnap"
+    assert info["versions"] == [airflow_provider_patsnap.__version__]
+
+
+def test_every_module_and_class_named_in_provider_info_imports() -> None:
+    info = get_provider_info()
+    modules = [
+        m
+        for section in ("hooks", "operators", "sensors", "triggers")
+        for i in info[section]
+        for m in i["python-modules"]
+    ]
+    classes = info["extra-links"] + [c["hook-class-name"] for c in info["connection-types"]]
+    for name in modules:
+        importlib.import_module(name)
+    for dotted in classes:
+        module, _, attr = dotted.rpartition(".")
+        assert getattr(importlib.import_module(module), attr)
+
+
+def test_connection_form_declares_secret_fields_as_passwords() -> None:
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert conn_type["connection-type"] == "patsnap"
+    assert conn_type["conn-fields"]["api_key"]["schema"]["format"] == "password"
+
+
+def test_package_ships_typing_marker_and_emulator() -> None:
+    package = Path(airflow_provider_patsnap.__file__).parent
+    assert (package / "py.typed").is_file()
+    assert (package / "testing" / "emulator.py").is_file()
+    if os.environ.get("PATSNAP_EXPECT_INSTALLED"):
+        # The wheel check: the package must come from site-packages, not the source tree.
+        assert "site-packages" in str(package), package
+
+
+@pytest.mark.parametrize("attribute", ["get_connection_form_widgets", "get_ui_field_behaviour"])
+def test_hook_still_offers_the_pre_3_2_form_api(attribute: str) -> None:
+    from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+
+    assert callable(getattr(PatsnapHook, attribute))
+    if attribute == "get_ui_field_behaviour":
+        behaviour = PatsnapHook.get_ui_field_behaviour()
+        assert behaviour["relabeling"]["login"] == "Client ID"
