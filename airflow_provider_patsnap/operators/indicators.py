@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.hooks.patsnap import LEGAL_INDICATORS_PATH, PatsnapHook
+from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import LegalIndicatorRecord
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
@@ -54,6 +55,7 @@ class PatsnapLegalIndicatorsOperator(BaseOperator):
             numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
             target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
             records = PatsnapHook(self.patsnap_conn_id).get_legal_indicators(patent_numbers=numbers, patent_ids=ids)
+        self._requested = len(numbers) + len(ids)
         missing = missing_inputs(numbers, ids, records)
         if missing:
             preview = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -72,7 +74,16 @@ class PatsnapLegalIndicatorsOperator(BaseOperator):
         }
         self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
         annotate_outlet_events(self, context, result)
+        self._written_uri = result["uri"]
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
+        asked = {"patents": getattr(self, "_requested", None)}
+        written = getattr(self, "_written_uri", None)
+        return operator_lineage(
+            [patsnap_input(base_url, self.api_docs_path, asked)], [storage_output(written)] if written else []
+        )
 
 
 def missing_inputs(numbers: list[str], ids: list[str], records: list[LegalIndicatorRecord]) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import ReportKind
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
@@ -66,6 +67,15 @@ class PatsnapCreateEnterpriseReportOperator(BaseOperator):
                 logo=self.logo,
             )
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        identifiers = {
+            "company_name": self.company_name,
+            "credit_code": self.credit_code,
+            "org_number": self.org_number,
+        }
+        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
+        return operator_lineage([patsnap_input(base_url, self.api_docs_path, identifiers)], [])
+
 
 class PatsnapCreatePatentValueReportOperator(BaseOperator):
     """Creates an R002 patent value report job; returns the job id (string) as XCom.
@@ -108,6 +118,11 @@ class PatsnapCreatePatentValueReportOperator(BaseOperator):
                 patent_number=self.patent_number,
                 logo=self.logo,
             )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        identifiers = {"patent_id": self.patent_id, "patent_number": self.patent_number}
+        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
+        return operator_lineage([patsnap_input(base_url, self.api_docs_path, identifiers)], [])
 
 
 class PatsnapDownloadReportOperator(BaseOperator):
@@ -162,4 +177,11 @@ class PatsnapDownloadReportOperator(BaseOperator):
                 overwrite=self.overwrite,
             )
         annotate_outlet_events(self, context, result)
+        self._written_uri = result["uri"]
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
+        source = patsnap_input(base_url, self.api_docs_path, {"job_id": self.job_id})
+        written = getattr(self, "_written_uri", None)
+        return operator_lineage([source], [storage_output(written)] if written else [])

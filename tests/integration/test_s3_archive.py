@@ -30,7 +30,7 @@ from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowFailException
 from tests.integration.s3_server import LoopbackOnly, LoopbackS3
 
-if os.environ.get("PATSNAP_REQUIRE_S3"):
+if os.environ.get("PATSNAP_REQUIRE_EXTRAS"):
     # CI's Airflow 3 run installs the s3 extra: there, a missing piece must fail, not skip.
     import airflow.providers.amazon  # noqa: F401
     import moto.server  # noqa: F401
