@@ -97,8 +97,8 @@ class ReportJob:
             raise PatsnapResponseError("status response has no 'data' object", endpoint=endpoint)
         raw_status = data.get("job_status")
         try:
-            status = JobStatus(int(raw_status))
-        except (TypeError, ValueError):
+            status = JobStatus(int(str(raw_status)))
+        except ValueError:
             raise PatsnapResponseError(
                 f"unknown job_status {raw_status!r} for job {requested_job_id}", endpoint=endpoint
             ) from None

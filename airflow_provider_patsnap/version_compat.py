@@ -23,19 +23,19 @@ if AIRFLOW_V_3_0_PLUS:
     )
     from airflow.sdk.log import mask_secret
 else:  # Airflow 2.11
-    from airflow.configuration import conf  # type: ignore[no-redef]
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.configuration import conf  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+    from airflow.exceptions import (  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
         AirflowSkipException,
         TaskDeferred,
     )
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-    from airflow.models import BaseOperator  # type: ignore[no-redef]
-    from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef]
-    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef]
-    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+    from airflow.models import BaseOperator  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+    from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
 
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def object_storage_path(uri: str, conn_id: str | None = None) -> ObjectStoragePa
     if AIRFLOW_V_3_0_PLUS:
         from airflow.sdk import ObjectStoragePath as _Path
     else:
-        from airflow.io.path import ObjectStoragePath as _Path  # type: ignore[no-redef]
+        from airflow.io.path import ObjectStoragePath as _Path  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
     return _Path(uri, conn_id=conn_id)
 
 

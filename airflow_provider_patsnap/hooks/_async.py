@@ -22,7 +22,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapTokenError,
 )
 from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
-from airflow_provider_patsnap.hooks._retry import retrying
+from airflow_provider_patsnap.hooks._retry import async_retrying
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
 from airflow_provider_patsnap.models import ReportJob, ReportKind, normalize_job_id
 from airflow_provider_patsnap.version_compat import aget_connection, mask_secret
@@ -68,8 +68,10 @@ class AsyncPatsnapMixin:
 
     if TYPE_CHECKING:
         patsnap_conn_id: str
-        config: PatsnapConfig
         log: Any
+
+        @property
+        def config(self) -> PatsnapConfig: ...
 
         def config_from(self, conn: Any) -> PatsnapConfig: ...
 
@@ -164,14 +166,13 @@ class AsyncPatsnapMixin:
 
     async def _acall(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
         config = await self.aconfig()
-        policy = retrying(
+        policy = async_retrying(
             max_retries=config.max_retries,
             wait_min=config.retry_wait_min,
             wait_max=config.retry_wait_max,
             billable=False,
             logger=self.log,
             what=f"PatSnap {method} {path}",
-            asynchronous=True,
         )
         return await policy(self._acall_with_token_replay, method, path, params)
 

@@ -53,16 +53,9 @@ def should_retry(exc: BaseException, *, billable: bool) -> bool:
     return isinstance(exc, PatsnapRetryableError) and (exc.replay_safe or not billable)
 
 
-def retrying(
-    *,
-    max_retries: int,
-    wait_min: float,
-    wait_max: float,
-    billable: bool,
-    logger: logging.Logger | Any,
-    what: str,
-    asynchronous: bool = False,
-) -> Retrying | AsyncRetrying:
+def _policy(
+    *, max_retries: int, wait_min: float, wait_max: float, billable: bool, logger: logging.Logger | Any, what: str
+) -> dict[str, Any]:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
@@ -75,13 +68,21 @@ def retrying(
             wait,
         )
 
-    cls = AsyncRetrying if asynchronous else Retrying
-    return cls(
-        stop=_StopPolicy(max_retries + 1),
-        wait=_WaitBackoffOrRetryAfter(wait_min, wait_max),
-        retry=retry_if_exception(lambda e: should_retry(e, billable=billable)),
-        before_sleep=before_sleep,
-        reraise=True,
-        # Looked up at call time so tests can record the waits instead of sleeping.
-        sleep=(lambda s: _asleep(s)) if asynchronous else (lambda s: _sleep(s)),
-    )
+    return {
+        "stop": _StopPolicy(max_retries + 1),
+        "wait": _WaitBackoffOrRetryAfter(wait_min, wait_max),
+        "retry": retry_if_exception(lambda e: should_retry(e, billable=billable)),
+        "before_sleep": before_sleep,
+        "reraise": True,
+    }
+
+
+def retrying(**kwargs: Any) -> Retrying:
+    """Tenacity ``Retrying`` for one PatSnap call (see ``_policy`` for the arguments)."""
+    # The sleep is looked up at call time so tests can record the waits instead of sleeping.
+    return Retrying(sleep=lambda s: _sleep(s), **_policy(**kwargs))
+
+
+def async_retrying(**kwargs: Any) -> AsyncRetrying:
+    """The ``AsyncRetrying`` twin of ``retrying``, for triggers."""
+    return AsyncRetrying(sleep=lambda s: _asleep(s), **_policy(**kwargs))
