@@ -99,6 +99,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
             return super().execute(context)
         # One synchronous look first: a finished job needs no trip through the triggerer.
         result = self.poke(context)
+        polled_at = time.time()
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
         timeout_s = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
@@ -109,6 +110,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
                 end_time=time.time() + timeout_s,
                 patsnap_conn_id=self.patsnap_conn_id,
                 poll_interval=_seconds(self.poke_interval),
+                last_polled_at=polled_at,
             ),
             method_name="execute_complete",
         )

@@ -472,6 +472,9 @@ class _BadRequestError(Exception):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes; with Nagle on, each answer on a kept-alive
+    # connection would wait ~40 ms for the client's delayed ACK (a real server sends them together).
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "PatsnapEmulator/1.0"
     sys_version = ""

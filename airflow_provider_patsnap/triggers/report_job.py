@@ -23,6 +23,8 @@ class PatsnapReportJobTrigger(BaseTrigger):
     :param report_kind: ``"enterprise"`` or ``"patent_value"``.
     :param end_time: epoch seconds after which the trigger reports ``timeout``.
     :param poll_interval: seconds between status calls.
+    :param last_polled_at: epoch seconds of a status call made just before deferring (the sensor's
+        own look); the first poll then waits one ``poll_interval`` after it instead of repeating it.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
         end_time: float,
         patsnap_conn_id: str = PatsnapHook.default_conn_name,
         poll_interval: float = 30.0,
+        last_polled_at: float = 0.0,
     ) -> None:
         super().__init__()
         self.job_id = normalize_job_id(job_id)
@@ -39,6 +42,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
         self.end_time = float(end_time)
         self.patsnap_conn_id = patsnap_conn_id
         self.poll_interval = float(poll_interval)
+        self.last_polled_at = float(last_polled_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -49,6 +53,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "patsnap_conn_id": self.patsnap_conn_id,
                 "poll_interval": self.poll_interval,
+                "last_polled_at": self.last_polled_at,
             },
         )
 
@@ -56,6 +61,10 @@ class PatsnapReportJobTrigger(BaseTrigger):
         hook = PatsnapHook(self.patsnap_conn_id)
         job_summary: dict[str, Any] = {"job_id": self.job_id, "report_kind": self.report_kind}
         last_seen = None
+        # The sensor looked just before deferring: the next look is due one interval after that one.
+        first_wait = min(self.last_polled_at + self.poll_interval, self.end_time) - time.time()
+        if first_wait > 0:
+            await asyncio.sleep(first_wait)
         while True:
             try:
                 job = await hook.aget_report_job(self.report_kind, self.job_id)
