@@ -848,7 +848,14 @@ class _CdnHandler(_Handler):
         emu._bump("downloads_started")
         limit = report.size // 2 if truncate else report.size
         written = 0
+        started = time.monotonic()
         for block in report.iter_chunks():
+            bandwidth = emu.cdn_bandwidth
+            if bandwidth:
+                # Pace to a real link's speed: a CDN, not loopback memory copies.
+                ahead = written / bandwidth - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
             chunk = block[: limit - written]
             written += len(chunk)
             done = written >= limit
@@ -895,6 +902,7 @@ class PatsnapEmulator:
         rate_limit_http_status: int = 429,
         latency: float = 0.0,
         report_size: int | None = None,
+        cdn_bandwidth: float | None = None,
         truncate_downloads: int = 0,
         truncate_first_download: bool = False,
         fail_identifiers: Iterable[str] = (),
@@ -911,6 +919,8 @@ class PatsnapEmulator:
         self.rate_limit_http_status = rate_limit_http_status
         self.latency = latency
         self.report_size = report_size
+        #: Bytes per second the CDN listener sends at (None: as fast as loopback allows).
+        self.cdn_bandwidth = cdn_bandwidth
         self.truncate_downloads = truncate_downloads
         self.truncate_first_download = truncate_first_download
         self.fail_identifiers = frozenset(fail_identifiers)
