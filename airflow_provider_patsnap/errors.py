@@ -189,6 +189,16 @@ class PatsnapInputError(ValueError):
         super().__init__(f"{parameter}: {message}")
 
 
+API_KEY_REFUSED = "check the connection's API key"
+TOKEN_REFUSED_TWICE = "a freshly fetched token was refused too: check the client id and secret"
+CLIENT_REFUSED = "check the connection's client id and client secret"
+
+
+def credentials_refused(exc: PatsnapError, hint: str) -> PatsnapAuthError:
+    """The authentication error that ends a token/key refusal, keeping PatSnap's code and message."""
+    return PatsnapAuthError(f"{exc.message}; {hint}", endpoint=exc.endpoint, code=exc.code, http_status=exc.http_status)
+
+
 def error_from_envelope(
     *,
     endpoint: str,

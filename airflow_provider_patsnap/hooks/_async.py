@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from airflow_provider_patsnap.errors import (
+    API_KEY_REFUSED,
+    TOKEN_REFUSED_TWICE,
     PatsnapAmbiguousCreateError,
-    PatsnapAuthError,
     PatsnapConnectionError,
     PatsnapError,
     PatsnapTokenError,
+    credentials_refused,
 )
 from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
-from airflow_provider_patsnap.hooks._retry import async_retrying
+from airflow_provider_patsnap.hooks._retry import async_retrying, policy_args
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
 from airflow_provider_patsnap.models import ReportJob, ReportKind, normalize_job_id
 from airflow_provider_patsnap.version_compat import aget_connection, mask_secret
@@ -147,33 +149,16 @@ class AsyncPatsnapMixin:
             return await self._asend_once(method, path, params)
         except PatsnapTokenError as first:
             if not config.uses_oauth:
-                raise PatsnapAuthError(
-                    f"{first.message}; check the connection's API key",
-                    endpoint=first.endpoint,
-                    code=first.code,
-                    http_status=first.http_status,
-                ) from None
+                raise credentials_refused(first, API_KEY_REFUSED) from None
             TOKEN_CACHE.invalidate((config.base_url, config.client_id or ""), getattr(first, "token_value", "") or "")
         try:
             return await self._asend_once(method, path, params)
         except PatsnapTokenError as second:
-            raise PatsnapAuthError(
-                f"{second.message}; a freshly fetched token was refused too: check the client id and secret",
-                endpoint=second.endpoint,
-                code=second.code,
-                http_status=second.http_status,
-            ) from None
+            raise credentials_refused(second, TOKEN_REFUSED_TWICE) from None
 
     async def _acall(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
         config = await self.aconfig()
-        policy = async_retrying(
-            max_retries=config.max_retries,
-            wait_min=config.retry_wait_min,
-            wait_max=config.retry_wait_max,
-            billable=False,
-            logger=self.log,
-            what=f"PatSnap {method} {path}",
-        )
+        policy = async_retrying(**policy_args(config, self.log, f"PatSnap {method} {path}"))
         return await policy(self._acall_with_token_replay, method, path, params)
 
     async def aget_report_job(self, report_kind: ReportKind | str, job_id: str | int) -> ReportJob:

@@ -10,8 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 from airflow_provider_patsnap.errors import (
+    CLIENT_REFUSED,
     PatsnapError,
     PatsnapResponseError,
+    PatsnapTokenError,
+    credentials_refused,
     error_from_envelope,
     error_from_http_status,
 )
@@ -119,14 +122,7 @@ def parse_token_response(
 
 
 def _token_failure(exc: PatsnapError) -> PatsnapError:
-    from airflow_provider_patsnap.errors import PatsnapAuthError, PatsnapTokenError
-
     # A token error from the token endpoint itself means the client credentials are refused.
     if isinstance(exc, PatsnapTokenError) or exc.http_status in (401, 403):
-        return PatsnapAuthError(
-            f"{exc.message}; check the connection's client id and client secret",
-            endpoint=exc.endpoint,
-            code=exc.code,
-            http_status=exc.http_status,
-        )
+        return credentials_refused(exc, CLIENT_REFUSED)
     return exc

@@ -53,6 +53,18 @@ def should_retry(exc: BaseException, *, billable: bool) -> bool:
     return isinstance(exc, PatsnapRetryableError) and (exc.replay_safe or not billable)
 
 
+def policy_args(config: Any, logger: logging.Logger | Any, what: str, *, billable: bool = False) -> dict[str, Any]:
+    """Arguments for ``retrying``/``async_retrying`` from a ``PatsnapConfig``."""
+    return {
+        "max_retries": config.max_retries,
+        "wait_min": config.retry_wait_min,
+        "wait_max": config.retry_wait_max,
+        "billable": billable,
+        "logger": logger,
+        "what": what,
+    }
+
+
 def _policy(
     *, max_retries: int, wait_min: float, wait_max: float, billable: bool, logger: logging.Logger | Any, what: str
 ) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import requests
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.errors import (
+    API_KEY_REFUSED,
+    TOKEN_REFUSED_TWICE,
     PatsnapAmbiguousCreateError,
     PatsnapAuthError,
     PatsnapConnectionError,
@@ -22,13 +24,14 @@ from airflow_provider_patsnap.errors import (
     PatsnapError,
     PatsnapPermanentError,
     PatsnapTokenError,
+    credentials_refused,
     error_from_http_status,
 )
 from airflow_provider_patsnap.hooks._async import AsyncPatsnapMixin
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
 from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
 from airflow_provider_patsnap.hooks._ratelimit import RateLimiter, limiter_for
-from airflow_provider_patsnap.hooks._retry import retrying
+from airflow_provider_patsnap.hooks._retry import policy_args, retrying
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
 from airflow_provider_patsnap.models import (
     LegalIndicatorRecord,
@@ -117,13 +120,16 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The provider info's declarative form behaviour, in the older hook-method spelling."""
+        from airflow_provider_patsnap.get_provider_info import get_provider_info
+
+        (conn_type,) = get_provider_info()["connection-types"]
+        declared = conn_type["ui-field-behaviour"]
         return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "Client ID", "password": "Client secret", "host": "Base URL"},
+            "hidden_fields": declared["hidden-fields"],
+            "relabeling": declared["relabeling"],
             "placeholders": {
-                "host": "https://connect.patsnap.com",
-                "login": "OAuth client id (leave empty with an API key)",
-                "password": "OAuth client secret",
+                **declared["placeholders"],
                 "api_key": "sk-... (instead of client id/secret)",
                 "timeout": "30",
                 "max_retries": "5",
@@ -251,15 +257,7 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
         ``billable`` marks creates: they are replayed only after errors that prove PatSnap did
         not run them, so one intended report is one job (and one charge).
         """
-        config = self.config
-        policy = retrying(
-            max_retries=config.max_retries,
-            wait_min=config.retry_wait_min,
-            wait_max=config.retry_wait_max,
-            billable=billable,
-            logger=self.log,
-            what=f"PatSnap {method} {path}",
-        )
+        policy = retrying(**policy_args(self.config, self.log, f"PatSnap {method} {path}", billable=billable))
         return policy(self._call_with_token_replay, method, path, params, body, billable)
 
     def _call_with_token_replay(
@@ -269,23 +267,13 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
             return self._send_once(method, path, params, body, billable)
         except PatsnapTokenError as first:
             if not self.config.uses_oauth:
-                raise PatsnapAuthError(
-                    f"{first.message}; check the connection's API key",
-                    endpoint=first.endpoint,
-                    code=first.code,
-                    http_status=first.http_status,
-                ) from None
+                raise credentials_refused(first, API_KEY_REFUSED) from None
             TOKEN_CACHE.invalidate(self._token_key, getattr(first, "token_value", None) or "")
             self.log.info("PatSnap refused the cached token (%s); fetching a new one and replaying.", first.code)
         try:
             return self._send_once(method, path, params, body, billable)
         except PatsnapTokenError as second:
-            raise PatsnapAuthError(
-                f"{second.message}; a freshly fetched token was refused too: check the client id and secret",
-                endpoint=second.endpoint,
-                code=second.code,
-                http_status=second.http_status,
-            ) from None
+            raise credentials_refused(second, TOKEN_REFUSED_TWICE) from None
 
     # ------------------------------------------------------------------ reports
 
@@ -363,15 +351,7 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
         kind = ReportKind.parse(report_kind)
         job_id = normalize_job_id(job_id)
         target = Destination.parse(destination, destination_conn_id)
-        config = self.config
-        policy = retrying(
-            max_retries=config.max_retries,
-            wait_min=config.retry_wait_min,
-            wait_max=config.retry_wait_max,
-            billable=False,
-            logger=self.log,
-            what=f"Download of {kind.code} job {job_id}",
-        )
+        policy = retrying(**policy_args(self.config, self.log, f"Download of {kind.code} job {job_id}"))
         return policy(self._download_once, kind, job_id, target, overwrite, chunk_size)
 
     def _download_once(

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_patsnap import validation
-from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
-from airflow_provider_patsnap.links import PatsnapApiDocsLink
+from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
 from airflow_provider_patsnap.version_compat import BaseOperator
@@ -162,10 +161,7 @@ class PatsnapDownloadReportOperator(BaseOperator):
 
     @property
     def api_docs_path(self) -> str:
-        try:
-            return ReportKind.parse(self.report_kind).status_path
-        except PatsnapInputError:
-            return ""
+        return status_docs_path(self.report_kind)
 
     def execute(self, context: Any) -> dict[str, Any]:
         with airflow_failure_semantics():

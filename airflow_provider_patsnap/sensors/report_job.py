@@ -14,7 +14,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapRetryableError,
 )
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
-from airflow_provider_patsnap.links import PatsnapApiDocsLink
+from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
 from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
 from airflow_provider_patsnap.version_compat import (
@@ -71,10 +71,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
 
     @property
     def api_docs_path(self) -> str:
-        try:
-            return ReportKind.parse(self.report_kind).status_path
-        except PatsnapInputError:
-            return ""
+        return status_docs_path(self.report_kind)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         try:
