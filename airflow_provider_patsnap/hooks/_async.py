@@ -23,7 +23,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapTokenError,
     credentials_refused,
 )
-from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
+from airflow_provider_patsnap.hooks._envelope import parse_answer, parse_token_response
 from airflow_provider_patsnap.hooks._retry import async_retrying, policy_args
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
 from airflow_provider_patsnap.models import ReportJob, ReportKind, normalize_job_id
@@ -135,13 +135,7 @@ class AsyncPatsnapMixin:
             )
         except httpx.HTTPError as exc:
             raise _async_transport_error(exc, endpoint, billable=False) from None
-        try:
-            return parse_envelope(
-                endpoint=endpoint, http_status=response.status_code, headers=response.headers, content=response.content
-            )
-        except PatsnapTokenError as exc:
-            exc.token_value = token_value  # type: ignore[attr-defined]
-            raise
+        return parse_answer(endpoint, response.status_code, response.headers, response.content, token_value)
 
     async def _acall_with_token_replay(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
         config = await self.aconfig()

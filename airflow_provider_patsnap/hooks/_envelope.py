@@ -96,6 +96,18 @@ def parse_envelope(*, endpoint: str, http_status: int, headers: Mapping[str, str
     raise PatsnapResponseError(_describe_body(content_type, len(content)), endpoint=endpoint, http_status=http_status)
 
 
+def parse_answer(
+    endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes, token_value: str | None
+) -> Any:
+    """``parse_envelope`` for a business call; a token refusal remembers which token was refused,
+    so the caller drops that one from the cache and not a newer one another thread just fetched."""
+    try:
+        return parse_envelope(endpoint=endpoint, http_status=http_status, headers=headers, content=content)
+    except PatsnapTokenError as exc:
+        exc.token_value = token_value  # type: ignore[attr-defined]
+        raise
+
+
 def parse_token_response(
     *, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes
 ) -> tuple[str, float]:

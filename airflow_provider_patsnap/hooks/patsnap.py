@@ -29,7 +29,7 @@ from airflow_provider_patsnap.errors import (
 )
 from airflow_provider_patsnap.hooks._async import AsyncPatsnapMixin
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
-from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
+from airflow_provider_patsnap.hooks._envelope import parse_answer, parse_token_response
 from airflow_provider_patsnap.hooks._ratelimit import RateLimiter, limiter_for
 from airflow_provider_patsnap.hooks._retry import policy_args, retrying
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
@@ -235,13 +235,7 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
             )
         except requests.RequestException as exc:
             raise _transport_error(exc, endpoint, billable=billable) from None
-        try:
-            return parse_envelope(
-                endpoint=endpoint, http_status=response.status_code, headers=response.headers, content=response.content
-            )
-        except PatsnapTokenError as exc:
-            exc.token_value = token_value  # type: ignore[attr-defined]
-            raise
+        return parse_answer(endpoint, response.status_code, response.headers, response.content, token_value)
 
     def _call(
         self,
