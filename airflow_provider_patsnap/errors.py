@@ -189,6 +189,7 @@ class PatsnapInputError(ValueError):
         super().__init__(f"{parameter}: {message}")
 
 
+CHECK_BEFORE_RERUN = "Check the PatSnap console before re-running, so it is not created (and billed) twice"
 API_KEY_REFUSED = "check the connection's API key"
 TOKEN_REFUSED_TWICE = "a freshly fetched token was refused too: check the client id and secret"
 CLIENT_REFUSED = "check the connection's client id and client secret"

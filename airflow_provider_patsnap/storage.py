@@ -31,7 +31,20 @@ def sanitize_filename(name: str | None, fallback: str) -> str:
     text = re.sub(r"_+", "_", text)
     if not text or text in (".", ".."):
         text = fallback
-    return text[:200]
+    return _fit_bytes(text, 200)  # bytes: the staging name ".<name>.part-xxxxxxxx" must fit in 255
+
+
+def _fit_bytes(text: str, limit: int) -> str:
+    """Shorten to ``limit`` UTF-8 bytes, keeping the extension (file systems count bytes, not characters)."""
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    stem, dot, ext = text.rpartition(".")
+    if not dot or len(ext) > 10:
+        stem, ext = text, ""
+    suffix = f".{ext}" if ext else ""
+    budget = limit - len(suffix.encode("utf-8"))
+    stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip(" .")
+    return (stem or "report") + suffix
 
 
 def _disposition_filename(value: str | None) -> str | None:
@@ -70,7 +83,12 @@ class Destination:
         text = str(destination).strip() if destination is not None else ""
         if not text:
             raise PatsnapInputError("destination", "give a file path or URI, or a folder ending with '/'")
-        return cls(raw=text, conn_id=conn_id or None, is_folder=text.endswith("/"))
+        parsed = cls(raw=text, conn_id=conn_id or None, is_folder=text.endswith("/"))
+        try:
+            parsed.resolve("probe").fs  # noqa: B018 - resolves the scheme's filesystem, no I/O
+        except (ValueError, ImportError) as exc:
+            raise PatsnapInputError("destination", f"cannot store reports at {text!r}: {exc}") from None
+        return parsed
 
     def resolve(self, filename: str) -> Any:
         """ObjectStoragePath of the final file."""

@@ -23,7 +23,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapTokenError,
     credentials_refused,
 )
-from airflow_provider_patsnap.hooks._envelope import parse_answer, parse_token_response
+from airflow_provider_patsnap.hooks._envelope import parse_answer, token_or_error
 from airflow_provider_patsnap.hooks._retry import async_retrying, policy_args
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
 from airflow_provider_patsnap.models import ReportJob, ReportKind, normalize_job_id
@@ -98,9 +98,7 @@ class AsyncPatsnapMixin:
             )
         except httpx.HTTPError as exc:
             raise _async_transport_error(exc, endpoint, billable=False) from None
-        token, expires_in = parse_token_response(
-            endpoint=endpoint, http_status=response.status_code, headers=response.headers, content=response.content
-        )
+        token, expires_in = token_or_error(endpoint, response.status_code, response.headers, response.content)
         mask_secret(token)
         return Token(value=token, expires_at=time.monotonic() + expires_in, lifetime=expires_in)
 

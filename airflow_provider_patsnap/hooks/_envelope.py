@@ -13,6 +13,7 @@ from airflow_provider_patsnap.errors import (
     CLIENT_REFUSED,
     PatsnapError,
     PatsnapResponseError,
+    PatsnapRetryableError,
     PatsnapTokenError,
     credentials_refused,
     error_from_envelope,
@@ -131,6 +132,16 @@ def parse_token_response(
     except PatsnapError as exc:
         raise _token_failure(exc) from None
     raise PatsnapResponseError("token response has no token", endpoint=endpoint, http_status=http_status)
+
+
+def token_or_error(endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes) -> tuple[str, float]:
+    """``parse_token_response`` for the hook: a transient token failure is always safe to replay,
+    since the token endpoint runs nothing billable and the call the token was for was not sent."""
+    try:
+        return parse_token_response(endpoint=endpoint, http_status=http_status, headers=headers, content=content)
+    except PatsnapRetryableError as exc:
+        exc.replay_safe, exc.may_have_executed = True, False
+        raise
 
 
 def _token_failure(exc: PatsnapError) -> PatsnapError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +17,7 @@ import requests
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.errors import (
     API_KEY_REFUSED,
+    CHECK_BEFORE_RERUN,
     TOKEN_REFUSED_TWICE,
     PatsnapAmbiguousCreateError,
     PatsnapAuthError,
@@ -29,7 +32,7 @@ from airflow_provider_patsnap.errors import (
 )
 from airflow_provider_patsnap.hooks._async import AsyncPatsnapMixin
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
-from airflow_provider_patsnap.hooks._envelope import parse_answer, parse_token_response
+from airflow_provider_patsnap.hooks._envelope import parse_answer, token_or_error
 from airflow_provider_patsnap.hooks._ratelimit import RateLimiter, limiter_for
 from airflow_provider_patsnap.hooks._retry import policy_args, retrying
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
@@ -57,6 +60,26 @@ _MEDIA_TYPES = {
     "pdf": "application/pdf",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
+
+
+_SECRET_QUERY = re.compile(r"([?&](?:sign|apikey|api_key|access_token|token)=)[^&\s\"']+", re.IGNORECASE)
+
+
+class _RedactSecretQuery(logging.Filter):
+    """urllib3 logs each request line (URL with query) at DEBUG: redact credential values in it.
+
+    Registering them with Airflow's masker is not enough: ``dags test`` output is not masked.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_SECRET_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _RedactSecretQuery) for f in _URLLIB3_LOG.filters):
+    _URLLIB3_LOG.addFilter(_RedactSecretQuery())
 
 
 def safe_link(url: str) -> str:
@@ -188,9 +211,7 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
             )
         except requests.RequestException as exc:
             raise _transport_error(exc, endpoint, billable=False) from None
-        token, expires_in = parse_token_response(
-            endpoint=endpoint, http_status=response.status_code, headers=response.headers, content=response.content
-        )
+        token, expires_in = token_or_error(endpoint, response.status_code, response.headers, response.content)
         mask_secret(token)
         self.log.info("Fetched a PatSnap access token for client %s (valid %.0f s).", config.client_id, expires_in)
         return Token(value=token, expires_at=time.monotonic() + expires_in, lifetime=expires_in)
@@ -298,11 +319,22 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
 
     def _create(self, kind: ReportKind, body: dict[str, str], logo: bool) -> str:
         path = kind.create_path(logo)
-        data = self._call("POST", path, body=body, billable=True)
+        try:
+            data = self._call("POST", path, body=body, billable=True)
+        except PatsnapError as exc:
+            if exc.may_have_executed and not isinstance(exc, PatsnapAmbiguousCreateError):
+                raise PatsnapAmbiguousCreateError(
+                    f"{exc.message}; the report job may have been created. {CHECK_BEFORE_RERUN}",
+                    endpoint=exc.endpoint,
+                    code=exc.code,
+                    http_status=exc.http_status,
+                ) from None
+            raise
         raw = data.get("job_id") if isinstance(data, dict) else None
-        if raw is None:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or not str(raw).strip():
             raise PatsnapAmbiguousCreateError(
-                "PatSnap accepted the create but sent no job_id; the job may exist: check the PatSnap console",
+                f"PatSnap accepted the create but sent no usable job_id ({raw!r}); the job may exist. "
+                f"{CHECK_BEFORE_RERUN}",
                 endpoint=f"POST {path}",
             )
         job_id = normalize_job_id(raw)
@@ -487,7 +519,7 @@ def _transport_error(exc: requests.RequestException, endpoint: str, *, billable:
     if billable and not not_sent:
         return PatsnapAmbiguousCreateError(
             f"the request was sent but no answer arrived ({name}); the report job may have been created. "
-            "Check the PatSnap console before re-running, so it is not created (and billed) twice",
+            f"{CHECK_BEFORE_RERUN}",
             endpoint=endpoint,
         )
     return PatsnapConnectionError(f"{name} talking to PatSnap", endpoint=endpoint, replay_safe=True)
