@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from airflow_provider_patsnap.hooks._config import PatsnapConfig
 
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-_POOL = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+#: Equal limits on purpose: httpcore 1.0.x compares ``max_keepalive_connections`` with *all* pooled
+#: connections, not the idle ones (encode/httpcore#1000), so a lower keep-alive limit closes every
+#: connection that goes idle while more than that many exist: one TCP connect per request under load.
+_MAX_CONNECTIONS = 16
+_POOL = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS)
+#: At most one request per pooled connection is handed to httpx at a time. httpcore rescans its whole
+#: request queue whenever a request starts or ends (encode/httpcore#1035), so with hundreds of polls
+#: due together each would cost O(queue) CPU; waiting on a semaphore instead costs O(1).
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 def shared_async_client() -> httpx.AsyncClient:
@@ -45,6 +53,23 @@ def shared_async_client() -> httpx.AsyncClient:
             limits=_POOL, follow_redirects=False, headers={"User-Agent": "airflow-provider-patsnap"}
         )
     return client
+
+
+async def gated_request(method: str, url: str, *, timeout: httpx.Timeout, **kwargs: Any) -> httpx.Response:
+    """A request through the loop's shared client, admitted by the loop's request gate."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = asyncio.Semaphore(_MAX_CONNECTIONS)
+    try:
+        # Waiting for the gate replaces httpx's own pool wait, so it gets the same time limit.
+        await asyncio.wait_for(gate.acquire(), timeout.pool)
+    except asyncio.TimeoutError:
+        raise httpx.PoolTimeout("no free connection in time") from None
+    try:
+        return await shared_async_client().request(method, url, timeout=timeout, **kwargs)
+    finally:
+        gate.release()
 
 
 async def close_shared_async_client() -> None:
@@ -90,7 +115,8 @@ class AsyncPatsnapMixin:
     async def _afetch_token(self, config: PatsnapConfig) -> Token:
         endpoint = "POST /oauth/token"
         try:
-            response = await shared_async_client().post(
+            response = await gated_request(
+                "POST",
                 config.base_url + "/oauth/token",
                 data={"grant_type": "client_credentials"},
                 auth=(config.client_id or "", config.client_secret or ""),
@@ -124,7 +150,7 @@ class AsyncPatsnapMixin:
         headers, auth_params, token_value = await self._aauth(config)
         await limiter_for(config.base_url, config.principal, config.qps).aacquire()
         try:
-            response = await shared_async_client().request(
+            response = await gated_request(
                 method,
                 config.base_url + path,
                 params={**(params or {}), **auth_params},
