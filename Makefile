@@ -26,7 +26,7 @@ bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 lint: $(STAMP)
-	$(PY) -m pip install --quiet ruff mypy types-requests
+	$(PY) -m pip install --quiet ruff==0.17.6 mypy==2.4.1 types-requests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

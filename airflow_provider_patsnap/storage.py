@@ -96,7 +96,11 @@ class Destination:
         if "://" not in raw:
             raw = os.path.abspath(os.path.expanduser(raw)) + ("/" if self.is_folder else "")
         base = object_storage_path(raw, conn_id=self.conn_id)
-        return base / filename if self.is_folder else base
+        if self.is_folder:
+            return base / filename
+        if base.is_dir():
+            raise PatsnapInputError("destination", f"{self.raw!r} is an existing folder; end it with '/'")
+        return base
 
 
 def is_local(path: Any) -> bool:
@@ -137,7 +141,7 @@ def staged_write(final: Any, spool_dir: str | None = None) -> Iterator[tuple[IO[
                     with contextlib.suppress(Exception):
                         final.parent.mkdir(parents=True, exist_ok=True)
                 final.fs.put_file(tmp, final.path)
-        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as exc:
             raise PatsnapDestinationError(
                 f"cannot write {user_uri(final)}: {type(exc).__name__}; check that the bucket or folder "
                 "exists and the connection may write there"

@@ -12,8 +12,24 @@ _BASE = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= _BASE
 AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= _BASE
 
-if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue, conf
+# Each name is tried at its newest home first: some reached ``airflow.sdk`` only in 3.1 (BaseHook,
+# the exceptions), so the Airflow major version alone does not tell where to look.
+try:
+    from airflow.sdk import BaseHook
+except ImportError:  # Airflow 2.11, 3.0
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+try:
+    from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
+except ImportError:  # Airflow 2.11
+    from airflow.models import BaseOperator  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+    from airflow.models.baseoperatorlink import (  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+        BaseOperatorLink,
+    )
+    from airflow.sensors.base import (  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+        BaseSensorOperator,
+        PokeReturnValue,
+    )
+try:
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
@@ -21,9 +37,7 @@ if AIRFLOW_V_3_0_PLUS:
         AirflowSkipException,
         TaskDeferred,
     )
-    from airflow.sdk.log import mask_secret
-else:  # Airflow 2.11
-    from airflow.configuration import conf  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+except ImportError:  # Airflow 2.11, 3.0
     from airflow.exceptions import (  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
         AirflowException,
         AirflowFailException,
@@ -31,12 +45,16 @@ else:  # Airflow 2.11
         AirflowSkipException,
         TaskDeferred,
     )
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
-    from airflow.models import BaseOperator  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
-    from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
-    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
-    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
-
+try:
+    from airflow.sdk import conf
+except ImportError:  # Airflow 2.11, 3.0
+    from airflow.configuration import conf  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+try:
+    from airflow.sdk.log import mask_secret
+except ImportError:  # Airflow 2.11, 3.0
+    from airflow.utils.log.secrets_masker import (  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+        mask_secret,
+    )
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -71,6 +89,18 @@ async def aget_connection(conn_id: str) -> Any:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
+async def amask_secret(secret: str) -> None:
+    """``mask_secret`` for code on the triggerer's event loop (the sync one talks to the supervisor)."""
+    try:
+        from airflow.sdk.log import amask_secret as _amask
+    except ImportError:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(mask_secret)(secret)
+    else:
+        await _amask(secret)
+
+
 def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
@@ -91,6 +121,7 @@ __all__ = [
     "TaskDeferred",
     "TriggerEvent",
     "aget_connection",
+    "amask_secret",
     "asset",
     "conf",
     "default_deferrable",

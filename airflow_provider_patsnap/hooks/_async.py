@@ -27,7 +27,7 @@ from airflow_provider_patsnap.hooks._envelope import parse_answer, token_or_erro
 from airflow_provider_patsnap.hooks._retry import async_retrying, policy_args
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token
 from airflow_provider_patsnap.models import ReportJob, ReportKind, normalize_job_id
-from airflow_provider_patsnap.version_compat import aget_connection, mask_secret
+from airflow_provider_patsnap.version_compat import aget_connection, amask_secret
 
 if TYPE_CHECKING:
     from airflow_provider_patsnap.hooks._config import PatsnapConfig
@@ -104,13 +104,17 @@ class AsyncPatsnapMixin:
         @property
         def config(self) -> PatsnapConfig: ...
 
-        def config_from(self, conn: Any) -> PatsnapConfig: ...
+        def config_from(self, conn: Any, *, mask: bool = True) -> PatsnapConfig: ...
 
     async def aconfig(self) -> PatsnapConfig:
         """Connection settings, fetched without blocking the event loop."""
         if "config" not in self.__dict__:
             conn = await aget_connection(self.patsnap_conn_id)
-            self.__dict__["config"] = self.config_from(conn)
+            config = self.config_from(conn, mask=False)
+            for secret in (config.client_secret, config.api_key):
+                if secret:
+                    await amask_secret(secret)
+            self.__dict__["config"] = config
         return self.config
 
     def _timeouts(self, config: PatsnapConfig) -> httpx.Timeout:
@@ -129,7 +133,7 @@ class AsyncPatsnapMixin:
         except httpx.HTTPError as exc:
             raise _async_transport_error(exc, endpoint, billable=False) from None
         token, expires_in = token_or_error(endpoint, response.status_code, response.headers, response.content)
-        mask_secret(token)
+        await amask_secret(token)
         return Token(value=token, expires_at=time.monotonic() + expires_in, lifetime=expires_in)
 
     async def _aauth(self, config: PatsnapConfig) -> tuple[dict[str, str], dict[str, str], str | None]:

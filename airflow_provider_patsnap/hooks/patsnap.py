@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from tenacity import retry_if_exception_type
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.errors import (
@@ -77,9 +79,10 @@ class _RedactSecretQuery(logging.Filter):
         return True
 
 
-_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
-if not any(isinstance(f, _RedactSecretQuery) for f in _URLLIB3_LOG.filters):
-    _URLLIB3_LOG.addFilter(_RedactSecretQuery())
+# urllib3 (sync path) logs request lines at DEBUG; httpx (triggers) at INFO on Airflow 2.11.
+for _logger in (logging.getLogger("urllib3.connectionpool"), logging.getLogger("httpx")):
+    if not any(isinstance(f, _RedactSecretQuery) for f in _logger.filters):
+        _logger.addFilter(_RedactSecretQuery())
 
 
 def safe_link(url: str) -> str:
@@ -167,12 +170,14 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
         conn = self.get_connection(self.patsnap_conn_id)
         return self.config_from(conn)
 
-    def config_from(self, conn: Any) -> PatsnapConfig:
-        """Settings from a connection object (the trigger fetches it asynchronously, then calls this)."""
+    def config_from(self, conn: Any, *, mask: bool = True) -> PatsnapConfig:
+        """Settings from a connection object (the trigger fetches it asynchronously, then calls this
+        with ``mask=False`` and masks the secrets the async way)."""
         config = config_from_connection(conn, self._overrides)
-        for secret in (config.client_secret, config.api_key):
-            if secret:
-                mask_secret(secret)
+        if mask:
+            for secret in (config.client_secret, config.api_key):
+                if secret:
+                    mask_secret(secret)
         return config
 
     @cached_property
@@ -357,6 +362,8 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
         """A session with no PatSnap credentials: signed CDN links must not see our auth header."""
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
+        # Size and sha256 must describe the stored bytes: no transparent decompression.
+        session.headers["Accept-Encoding"] = "identity"
         return session
 
     def download_report(
@@ -377,7 +384,10 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
         kind = ReportKind.parse(report_kind)
         job_id = normalize_job_id(job_id)
         target = Destination.parse(destination, destination_conn_id)
-        policy = retrying(**policy_args(self.config, self.log, f"Download of {kind.code} job {job_id}"))
+        # Only the transfer is retried here: the status call inside retries itself (nesting would multiply).
+        policy = retrying(**policy_args(self.config, self.log, f"Download of {kind.code} job {job_id}")).copy(
+            retry=retry_if_exception_type(PatsnapDownloadError)
+        )
         return policy(self._download_once, kind, job_id, target, overwrite, chunk_size)
 
     def _download_once(
@@ -513,9 +523,10 @@ class PatsnapHook(AsyncPatsnapMixin, BaseHook):
 def _transport_error(exc: requests.RequestException, endpoint: str, *, billable: bool) -> PatsnapError:
     """Map a requests exception without echoing its URL (which may carry an api key)."""
     name = type(exc).__name__
-    not_sent = isinstance(exc, requests.ConnectTimeout) or (
-        isinstance(exc, requests.ConnectionError) and "NewConnectionError" in repr(exc.args)
-    )
+    # requests wraps urllib3's MaxRetryError; its reason says whether a connection was ever made
+    # (NewConnectionError covers refused connections and, as NameResolutionError, DNS failures).
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    not_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
     if billable and not not_sent:
         return PatsnapAmbiguousCreateError(
             f"the request was sent but no answer arrived ({name}); the report job may have been created. "

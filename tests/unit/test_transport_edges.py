@@ -1,0 +1,85 @@
+"""Transport edges: what counts as "not sent", retry nesting, encodings, destinations, log redaction."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+from airflow_provider_patsnap.hooks import _retry
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.operators.reports import PatsnapDownloadReportOperator
+from airflow_provider_patsnap.version_compat import AirflowFailException
+from tests.conftest import FAKE_HOST
+from tests.unit.test_hook_http import R001_CREATE, R001_STATUS, add_token, calls_to, envelope
+
+CDN_URL = "https://cdn.patsnap.test/tffi-export/1/2/Report_2026_01_07.pdf?sign=q-signature%3Dabc"
+PDF = b"%PDF-1.4\n" + b"%" + b"x" * 2000 + b"\n%%EOF"
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+    monkeypatch.setattr(_retry, "_sleep", recorded.append)
+    return recorded
+
+
+@responses.activate
+def test_dns_failure_before_a_create_is_replayed_not_ambiguous(oauth_conn: str, sleeps: list[float]) -> None:
+    add_token(responses.mock)
+    dns = NameResolutionError("patsnap.test", None, OSError("Name or service not known"))  # type: ignore[arg-type]
+    responses.post(R001_CREATE, body=requests.ConnectionError(MaxRetryError(None, R001_CREATE, reason=dns)))  # type: ignore[arg-type]
+    responses.post(R001_CREATE, body=envelope({"job_id": "42"}))
+
+    assert PatsnapHook().create_enterprise_report(company_name="ACME") == "42"
+    assert len(calls_to(responses.mock, R001_CREATE)) == 2
+
+
+@responses.activate
+def test_download_does_not_multiply_status_retries(oauth_conn: str, sleeps: list[float], tmp_path: Path) -> None:
+    add_token(responses.mock)
+    responses.get(R001_STATUS, status=503, body="<html>down</html>", content_type="text/html")
+
+    from airflow_provider_patsnap.errors import PatsnapRetryableError
+
+    with pytest.raises(PatsnapRetryableError, match="HTTP 503"):
+        PatsnapHook(max_retries=3).download_report("enterprise", "1", f"{tmp_path}/")
+    assert len(calls_to(responses.mock, R001_STATUS)) == 4  # one policy's worth, not 4 x 4
+
+
+@responses.activate
+def test_download_asks_for_identity_encoding(oauth_conn: str, tmp_path: Path) -> None:
+    add_token(responses.mock)
+    responses.get(R001_STATUS, body=envelope({"job_id": "1", "job_status": 2, "download_url": CDN_URL}))
+    responses.get(CDN_URL.split("?")[0], body=PDF, content_type="application/pdf")
+
+    result = PatsnapHook().download_report("enterprise", "1", f"{tmp_path}/")
+
+    (cdn_call,) = [c for c in responses.calls if c.request.url.startswith("https://cdn.")]
+    assert cdn_call.request.headers["Accept-Encoding"] == "identity"
+    assert "Authorization" not in cdn_call.request.headers
+    assert result["size"] == len(PDF)
+
+
+def test_existing_folder_without_trailing_slash_fails_before_any_call(oauth_conn: str, tmp_path: Path) -> None:
+    with responses.RequestsMock() as rsps, pytest.raises(AirflowFailException, match="end it with '/'"):
+        PatsnapDownloadReportOperator(
+            task_id="dl", job_id="1", report_kind="enterprise", destination=str(tmp_path)
+        ).execute({})
+    assert len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize("logger_name", ["urllib3.connectionpool", "httpx"])
+def test_request_lines_are_redacted_in_client_logs(logger_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    import airflow_provider_patsnap.hooks.patsnap  # noqa: F401  (installs the filters)
+
+    caplog.set_level(logging.DEBUG, logger=logger_name)
+    logging.getLogger(logger_name).info(
+        "HTTP Request: %s %s", "GET", f"{FAKE_HOST}/status?job_id=1&apikey=sk-SECRET-KEY&sign=SIG"
+    )
+    assert "sk-SECRET-KEY" not in caplog.text and "SIG" not in caplog.text
+    assert "job_id=1" in caplog.text
