@@ -9,9 +9,6 @@ It also provides:
 * :class:`EmulatorProcess`: the bundled ``PatsnapEmulator`` (``127.0.0.1`` only) in a separate
   process, driven over a pipe. The hook under test then does not share a GIL with the fake
   server, which keeps timings close to talking to a remote service on a 2-core machine.
-  By default its sockets get ``TCP_NODELAY``: the emulator writes headers and body of a response
-  in two ``send()`` calls, and with Nagle on, every answer on a *reused* (keep-alive) connection
-  waits ~40 ms for the client's delayed ACK, which a real server (one write) does not cost.
 * :func:`figure`: prints one result line: ``name  value  (absolute numbers; goal)  [met|MISSED]``.
 * :func:`watchdog`: a hard deadline, so a script always stops in bounded time.
 """
@@ -88,14 +85,10 @@ def figure(name: str, value: float, detail: str, ok: bool | None, fmt: str = ".2
 # ------------------------------------------------------------------ the emulator in its own process
 
 
-def _serve_emulator(conn: Connection, knobs: dict[str, Any], tcp_nodelay: bool) -> None:
+def _serve_emulator(conn: Connection, knobs: dict[str, Any]) -> None:
     """Child process: run a PatsnapEmulator and answer ``get``/``set``/``call`` requests until told to stop."""
-    from airflow_provider_patsnap.testing import emulator as emulator_module
     from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 
-    if tcp_nodelay:
-        # socketserver.StreamRequestHandler sets TCP_NODELAY on each accepted socket when this is true.
-        emulator_module._Handler.disable_nagle_algorithm = True
     emulator = PatsnapEmulator(**knobs)
     try:
         emulator.start()
@@ -137,9 +130,8 @@ def _serve_emulator(conn: Connection, knobs: dict[str, Any], tcp_nodelay: bool) 
 class EmulatorProcess:
     """A ``PatsnapEmulator`` (loopback only) running in a child process; knobs as for the emulator."""
 
-    def __init__(self, *, tcp_nodelay: bool = True, **knobs: Any) -> None:
+    def __init__(self, **knobs: Any) -> None:
         self._knobs = knobs
-        self._tcp_nodelay = tcp_nodelay
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self.url = self.cdn_url = self.client_id = self.client_secret = self.api_key = ""
@@ -148,7 +140,7 @@ class EmulatorProcess:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self._process = context.Process(
-            target=_serve_emulator, args=(child, self._knobs, self._tcp_nodelay), name="patsnap-emulator", daemon=True
+            target=_serve_emulator, args=(child, self._knobs), name="patsnap-emulator", daemon=True
         )
         self._process.start()
         child.close()
