@@ -41,6 +41,24 @@ def _fresh_process_state() -> Iterator[None]:
     _ratelimit._LIMITERS.clear()
 
 
+def envelope(data: object = None, code: int = 0, msg: str | None = None) -> str:
+    """A PatSnap response envelope (``error_code`` 0 means success)."""
+    body: dict[str, object] = {"data": data, "status": code == 0, "error_code": code}
+    if msg:
+        body["error_msg"] = msg
+    return json.dumps(body)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record tenacity's waits instead of sleeping."""
+    from airflow_provider_patsnap.hooks import _retry
+
+    recorded: list[float] = []
+    monkeypatch.setattr(_retry, "_sleep", recorded.append)
+    return recorded
+
+
 def conn_json(host: str = FAKE_HOST, *, api_key: str | None = None, **extra: object) -> str:
     body: dict[str, object] = {"conn_type": "patsnap", "host": host, "extra": dict(extra)}
     if api_key:

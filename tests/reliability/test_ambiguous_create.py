@@ -9,7 +9,6 @@ rate limit, token refresh) are replayed, still ending in exactly one job.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,6 @@ import responses
 from urllib3.exceptions import ProtocolError
 
 from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError
-from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -28,7 +26,7 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import FAKE_HOST
+from tests.conftest import FAKE_HOST, envelope
 from tests.reliability._support import expect_failure
 
 TOKEN_URL = f"{FAKE_HOST}/oauth/token"
@@ -50,20 +48,6 @@ CREATES = [
     pytest.param(_enterprise, R001_CREATE, id="enterprise"),
     pytest.param(_patent_value, R002_CREATE, id="patent-value"),
 ]
-
-
-def envelope(data: object = None, code: int = 0, msg: str | None = None) -> str:
-    body: dict[str, object] = {"data": data, "status": code == 0, "error_code": code}
-    if msg:
-        body["error_msg"] = msg
-    return json.dumps(body)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(_retry, "_sleep", recorded.append)
-    return recorded
 
 
 def _posts(rsps: responses.RequestsMock, url: str) -> int:

@@ -20,7 +20,6 @@ import pytest
 import responses
 
 from airflow_provider_patsnap.errors import PatsnapDownloadError, PatsnapError
-from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.operators.indicators import PatsnapLegalIndicatorsOperator
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -28,7 +27,7 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
 from airflow_provider_patsnap.version_compat import AirflowFailException, PokeReturnValue
-from tests.conftest import FAKE_HOST
+from tests.conftest import FAKE_HOST, envelope
 from tests.reliability._support import expect_failure, files_under
 
 TOKEN_URL = f"{FAKE_HOST}/oauth/token"
@@ -42,22 +41,8 @@ JOB_ID = "1579434053399035905"
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" + b"%" + b"x" * 4000 + b"\n%%EOF"
 
 
-def envelope(data: object = None, code: int = 0, msg: str | None = None) -> str:
-    body: dict[str, object] = {"data": data, "status": code == 0, "error_code": code}
-    if msg:
-        body["error_msg"] = msg
-    return json.dumps(body)
-
-
 def done(url: object) -> str:
     return envelope({"job_id": JOB_ID, "job_status": 2, "queue_num": 0, "download_url": url})
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(_retry, "_sleep", recorded.append)
-    return recorded
 
 
 @pytest.fixture

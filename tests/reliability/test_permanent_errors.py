@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import responses
 
-from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.operators.indicators import PatsnapLegalIndicatorsOperator
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -78,13 +77,6 @@ OPERATORS = [
     pytest.param(_sensor, "GET", R002_STATUS, "poke", id="sensor-poke"),
     pytest.param(_indicators, "GET", P037, "execute", id="legal-indicators"),
 ]
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(_retry, "_sleep", recorded.append)
-    return recorded
 
 
 def _calls_to(rsps: responses.RequestsMock, url: str) -> int:

@@ -23,11 +23,10 @@ from airflow_provider_patsnap.errors import (
     PatsnapResponseError,
     PatsnapRetryableError,
 )
-from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus
-from tests.conftest import API_KEY, CLIENT_ID, CLIENT_SECRET, FAKE_HOST
+from tests.conftest import API_KEY, CLIENT_ID, CLIENT_SECRET, FAKE_HOST, envelope
 
 R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
 R001_CREATE_NO_LOGO = f"{FAKE_HOST}/innovation/company-report/task/create-no-logo"
@@ -37,13 +36,6 @@ R002_STATUS = f"{FAKE_HOST}/patent-valuation-data/patent-report/job_id/status"
 P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
 TOKEN_URL = f"{FAKE_HOST}/oauth/token"
 BIG_JOB_ID = 1579434053399035905  # > 2**53 and not representable as a double
-
-
-def envelope(data: object = None, code: int = 0, msg: str | None = None) -> str:
-    body: dict[str, object] = {"data": data, "status": code == 0, "error_code": code}
-    if msg:
-        body["error_msg"] = msg
-    return json.dumps(body)
 
 
 def add_token(rsps: responses.RequestsMock, token: str = "tok-1", expires_in: int = 1799) -> None:
@@ -65,14 +57,6 @@ def query(call: responses.Call) -> dict[str, list[str]]:
 
 def calls_to(rsps: responses.RequestsMock, url: str) -> list[responses.Call]:
     return [c for c in rsps.calls if c.request.url.split("?")[0] == url]
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record tenacity's waits instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr(_retry, "_sleep", recorded.append)
-    return recorded
 
 
 # --------------------------------------------------------------------------- authentication

@@ -10,7 +10,6 @@ import requests
 import responses
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 
-from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.reports import PatsnapDownloadReportOperator
 from airflow_provider_patsnap.version_compat import AirflowFailException
@@ -19,13 +18,6 @@ from tests.unit.test_hook_http import R001_CREATE, R001_STATUS, add_token, calls
 
 CDN_URL = "https://cdn.patsnap.test/tffi-export/1/2/Report_2026_01_07.pdf?sign=q-signature%3Dabc"
 PDF = b"%PDF-1.4\n" + b"%" + b"x" * 2000 + b"\n%%EOF"
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(_retry, "_sleep", recorded.append)
-    return recorded
 
 
 @responses.activate
