@@ -20,8 +20,16 @@ import pytest  # noqa: E402
 
 from airflow_provider_patsnap.hooks import _ratelimit  # noqa: E402
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE  # noqa: E402
+from tests.airflow_fixtures import airflow_db, archive_root, dagbag  # noqa: E402, F401
 
 FAKE_HOST = "https://patsnap.test"
+TOKEN_URL = f"{FAKE_HOST}/oauth/token"
+R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
+R001_CREATE_NO_LOGO = f"{FAKE_HOST}/innovation/company-report/task/create-no-logo"
+R001_STATUS = f"{FAKE_HOST}/innovation/company-report/job_id/status"
+R002_CREATE_NO_LOGO = f"{FAKE_HOST}/patent-valuation-data/patent-report/task/create-no-logo"
+R002_STATUS = f"{FAKE_HOST}/patent-valuation-data/patent-report/job_id/status"
+P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
 CLIENT_ID = "client-under-test"
 CLIENT_SECRET = "s3cret-client-value-0123456789"
 API_KEY = "sk-test-0123456789abcdefghij"

@@ -26,12 +26,10 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import FAKE_HOST, envelope
+from tests.conftest import FAKE_HOST, R001_CREATE, R002_CREATE_NO_LOGO, TOKEN_URL, envelope
 from tests.reliability._support import expect_failure
 
-TOKEN_URL = f"{FAKE_HOST}/oauth/token"
-R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
-R002_CREATE = f"{FAKE_HOST}/patent-valuation-data/patent-report/task/create-no-logo"
+R002_CREATE = R002_CREATE_NO_LOGO
 R001_EMU_CREATE = "POST /innovation/company-report/task/create"
 R002_EMU_CREATE = "POST /patent-valuation-data/patent-report/task/create-no-logo"
 

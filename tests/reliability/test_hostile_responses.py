@@ -27,13 +27,9 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
 from airflow_provider_patsnap.version_compat import AirflowFailException, PokeReturnValue
-from tests.conftest import FAKE_HOST, envelope
+from tests.conftest import P037, R001_CREATE, R001_STATUS, TOKEN_URL, envelope
 from tests.reliability._support import expect_failure, files_under
 
-TOKEN_URL = f"{FAKE_HOST}/oauth/token"
-R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
-R001_STATUS = f"{FAKE_HOST}/innovation/company-report/job_id/status"
-P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
 CDN = "https://cdn.patsnap.test"
 CDN_PATH = "/tffi-export/20260107093000/1579434053399035905/Example_Robotics_Ltd_2026_01_07.pdf"
 SIGN = "q-sign-algorithm%3Dsha1%26q-signature%3Ddeadbeef"

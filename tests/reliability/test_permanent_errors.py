@@ -23,15 +23,10 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import FAKE_HOST
+from tests.conftest import FAKE_HOST, P037, R001_CREATE, R001_STATUS, R002_CREATE_NO_LOGO, R002_STATUS, TOKEN_URL
 from tests.reliability._support import expect_failure, files_under
 
-TOKEN_URL = f"{FAKE_HOST}/oauth/token"
-R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
-R001_STATUS = f"{FAKE_HOST}/innovation/company-report/job_id/status"
-R002_CREATE = f"{FAKE_HOST}/patent-valuation-data/patent-report/task/create-no-logo"
-R002_STATUS = f"{FAKE_HOST}/patent-valuation-data/patent-report/job_id/status"
-P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
+R002_CREATE = R002_CREATE_NO_LOGO
 
 # (code, PatSnap's message as it would send it)
 PERMANENT_CODES = [

@@ -26,15 +26,19 @@ from airflow_provider_patsnap.errors import (
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus
-from tests.conftest import API_KEY, CLIENT_ID, CLIENT_SECRET, FAKE_HOST, envelope
+from tests.conftest import (
+    API_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    P037,
+    R001_CREATE,
+    R001_STATUS,
+    R002_CREATE_NO_LOGO,
+    R002_STATUS,
+    TOKEN_URL,
+    envelope,
+)
 
-R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
-R001_CREATE_NO_LOGO = f"{FAKE_HOST}/innovation/company-report/task/create-no-logo"
-R001_STATUS = f"{FAKE_HOST}/innovation/company-report/job_id/status"
-R002_CREATE_NO_LOGO = f"{FAKE_HOST}/patent-valuation-data/patent-report/task/create-no-logo"
-R002_STATUS = f"{FAKE_HOST}/patent-valuation-data/patent-report/job_id/status"
-P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
-TOKEN_URL = f"{FAKE_HOST}/oauth/token"
 BIG_JOB_ID = 1579434053399035905  # > 2**53 and not representable as a double
 
 

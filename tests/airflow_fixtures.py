@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a migrated SQLite metadata DB and the example DAGs parsed from their files."""
+"""Airflow fixtures for DAG runs: a migrated SQLite metadata DB (once per session) and the example
+DAGs parsed from their files. Registered for every test directory by tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
 
 
 @pytest.fixture(scope="session")
