@@ -1,27 +1,42 @@
-"""PatSnap error model: the error-code table and the exceptions the hook raises.
+"""PatSnap's error-code table, the one place that decides what a failed call means, and the exceptions.
 
-Every PatSnap error falls in one class, which decides what the hook does with it:
+Every failed call has one :class:`Outcome`, decided here and nowhere else:
 
-* ``RETRY``: transient; retried with exponential backoff and jitter (``Retry-After`` honoured).
-* ``RETRY_LIMITED``: meaning unclear upstream; retried at most once more, then raised.
-* ``TOKEN``: the OAuth token is stale; the hook fetches a new token once and replays the call.
-* ``PERMANENT``: raised at once; operators turn these into ``AirflowFailException`` so Airflow
-  does not spend retries (and money) on a call that cannot succeed.
+* ``NOT_SENT``: the request never reached PatSnap (connection refused, DNS failure, connect timeout,
+  or the token fetch that had to come first failed).
+* ``REJECTED``: PatSnap, or its gateway, refused the call before doing any work (429, 67200002,
+  67200003/67200009, 503, PatSnap's documented envelope errors such as 68300008 or 68300004).
+* ``MAY_HAVE_RUN``: the request was sent and the answer does not prove it did nothing (read timeout
+  or reset after sending, 502/504 or any other gateway page, a non-JSON 200, an unknown error code).
+
+And one *transience*: a :class:`PatsnapRetryableError` may succeed if sent again; every other
+:class:`PatsnapError` will not. :func:`may_replay` combines the two: reads are replayed on any
+transient error, billable calls (report creates) only when the outcome proves PatSnap did not run
+them. What Airflow does with the errors that leave the hook is decided in ``operators/_common.py``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import Enum
+
+
+class Outcome(str, Enum):
+    """What a failed call tells us about PatSnap's side."""
+
+    NOT_SENT = "not_sent"
+    REJECTED = "rejected"
+    MAY_HAVE_RUN = "may_have_run"
 
 
 class ErrorClass(str, Enum):
     """How the hook treats an error code."""
 
-    RETRY = "retry"
-    RETRY_LIMITED = "retry_limited"
-    TOKEN = "token"
-    PERMANENT = "permanent"
+    RETRY = "retry"  # transient: retried with backoff and jitter (Retry-After honoured)
+    RETRY_LIMITED = "retry_limited"  # meaning unclear upstream: one more attempt at most
+    TOKEN = "token"  # the OAuth token is stale: fetch a new one once and replay
+    PERMANENT = "permanent"  # retrying cannot help (and may cost money): raised at once
 
 
 @dataclass(frozen=True)
@@ -31,33 +46,40 @@ class ErrorCode:
     code: int
     meaning: str
     error_class: ErrorClass
-    #: True when PatSnap rejected the call before doing its work, so a create may be replayed.
-    rejected_before_work: bool = False
+    #: What the code says about PatSnap's side; documented codes are refusals, so REJECTED unless
+    #: the meaning admits that work was done (an internal error part-way through a search).
+    outcome: Outcome = Outcome.REJECTED
+
+    @property
+    def is_platform(self) -> bool:
+        """Platform codes (672xxxxx: auth, quota, rate) as opposed to business codes (683xxxxx)."""
+        return self.code // 100000 == 672
 
 
 _R, _L, _T, _P = ErrorClass.RETRY, ErrorClass.RETRY_LIMITED, ErrorClass.TOKEN, ErrorClass.PERMANENT
+_RAN = Outcome.MAY_HAVE_RUN
 
 ERROR_CODES: dict[int, ErrorCode] = {
     row.code: row
     for row in (
         # Business errors
         ErrorCode(68300004, "Invalid parameter", _P),
-        ErrorCode(68300005, "Search API failure", _L),
-        ErrorCode(68300006, "Analytic basic access error", _L),
+        ErrorCode(68300005, "Search API failure", _L, _RAN),
+        ErrorCode(68300006, "Analytic basic access error", _L, _RAN),
         ErrorCode(68300007, "Bad request", _P),
-        ErrorCode(68300008, "Service error, please try again later", _R, rejected_before_work=True),
+        ErrorCode(68300008, "Service error, please try again later", _R),
         ErrorCode(68300010, "The file does not comply with upload specifications", _P),
         # Platform errors
-        ErrorCode(67200000, "Platform limit reached or server internal error", _L),
+        ErrorCode(67200000, "Platform limit reached or server internal error", _L, _RAN),
         ErrorCode(67200001, "API call exceeds the total limit set by the platform", _P),
-        ErrorCode(67200002, "Call rate too fast: the account's QPS limit was exceeded", _R, rejected_before_work=True),
-        ErrorCode(67200003, "Access token expired or authentication error", _T, rejected_before_work=True),
+        ErrorCode(67200002, "Call rate too fast: the account's QPS limit was exceeded", _R),
+        ErrorCode(67200003, "Access token expired or authentication error", _T),
         ErrorCode(67200004, "No permission, or the API package quota is used up", _P),
         ErrorCode(67200005, "Insufficient balance", _P),
         ErrorCode(67200006, "This client has expired", _P),
         ErrorCode(67200007, "Exceeded the call limit (daily usage)", _P),
         ErrorCode(67200008, "Required apikey parameter not passed", _P),
-        ErrorCode(67200009, "apikey and token do not match (token may have expired)", _T, rejected_before_work=True),
+        ErrorCode(67200009, "apikey and token do not match (token may have expired)", _T),
         ErrorCode(67200015, "Grant type error", _P),
         ErrorCode(67200101, "Path not found", _P),
         ErrorCode(67200202, "apikey authentication error", _P),
@@ -65,22 +87,27 @@ ERROR_CODES: dict[int, ErrorCode] = {
     )
 }
 
-#: HTTP statuses PatSnap's gateway returns before the service ran the call.
-GATEWAY_RETRY_STATUSES = frozenset({502, 503, 504})
+#: Permanent codes that mean the credentials themselves are wrong.
+_AUTH_CODES = frozenset({67200006, 67200008, 67200015, 67200202})
+#: HTTP statuses that prove the call was refused before any work (rate limit, unavailable, request timeout).
+_REFUSING_STATUSES = frozenset({408, 429, 503})
+#: CDN answers a fresh signed link can cure (expired or not yet propagated) besides 5xx and 429.
+_DOWNLOAD_RETRY_STATUSES = frozenset({403, 404, 408, 410, 429})
 
 
 def classify_code(code: int) -> ErrorCode:
-    """Row for ``code``; unknown codes are permanent (the safe choice for a paid API)."""
-    return ERROR_CODES.get(code) or ErrorCode(code, "Unknown PatSnap error code", ErrorClass.PERMANENT)
+    """Row for ``code``; unknown codes are permanent and may have run (the safe reading for a paid API)."""
+    return ERROR_CODES.get(code) or ErrorCode(code, "Unknown PatSnap error code", ErrorClass.PERMANENT, _RAN)
+
+
+# ------------------------------------------------------------------------------------ exceptions
 
 
 class PatsnapError(Exception):
     """Base class: a PatSnap call failed. ``str()`` names endpoint, code, HTTP status and message."""
 
-    #: True when the call may be replayed without risk of running twice on PatSnap's side.
-    replay_safe: bool = False
-    #: True when a billable call may have run although it failed (a create must not be retried blindly).
-    may_have_executed: bool = False
+    #: Whether sending the call again may succeed (see :class:`PatsnapRetryableError`).
+    transient = False
 
     def __init__(
         self,
@@ -89,11 +116,13 @@ class PatsnapError(Exception):
         endpoint: str | None = None,
         code: int | None = None,
         http_status: int | None = None,
+        outcome: Outcome = Outcome.MAY_HAVE_RUN,
     ) -> None:
         self.message = message
         self.endpoint = endpoint
         self.code = code
         self.http_status = http_status
+        self.outcome = outcome
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -109,20 +138,18 @@ class PatsnapError(Exception):
 
 
 class PatsnapRetryableError(PatsnapError):
-    """Transient failure; the hook retries it with backoff."""
+    """Transient failure: the hook retries it (reads always, creates only if PatSnap did not run them).
+
+    When the hook's own budget is spent it propagates as an ordinary exception, so the task's
+    Airflow ``retries`` apply.
+    """
+
+    transient = True
 
     def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        replay_safe: bool = True,
-        max_attempts: int | None = None,
-        **kwargs: object,
+        self, message: str, *, retry_after: float | None = None, max_attempts: int | None = None, **kwargs: object
     ) -> None:
         self.retry_after = retry_after
-        self.replay_safe = replay_safe
-        self.may_have_executed = not replay_safe
         #: Upper bound on attempts for this error, below the connection's ``max_retries``.
         self.max_attempts = max_attempts
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
@@ -133,13 +160,15 @@ class PatsnapRateLimitError(PatsnapRetryableError):
 
 
 class PatsnapConnectionError(PatsnapRetryableError):
-    """The HTTP exchange failed (connection refused/reset, timeout)."""
+    """The HTTP exchange failed (connection refused or reset, DNS, timeout)."""
+
+
+class PatsnapDownloadError(PatsnapRetryableError):
+    """A report download failed in a way a new attempt may fix (cut short, expired link, CDN error)."""
 
 
 class PatsnapTokenError(PatsnapError):
     """The OAuth token was refused (67200003/67200009); the hook refreshes it once and replays."""
-
-    replay_safe = True
 
 
 class PatsnapPermanentError(PatsnapError):
@@ -151,13 +180,11 @@ class PatsnapAuthError(PatsnapPermanentError):
 
 
 class PatsnapResponseError(PatsnapPermanentError):
-    """PatSnap answered with something the provider cannot interpret (not JSON, missing fields)."""
+    """PatSnap answered with JSON the provider cannot interpret (missing or unknown fields)."""
 
 
 class PatsnapAmbiguousCreateError(PatsnapPermanentError):
     """A billable create failed after the request was sent: the job may exist on PatSnap's side."""
-
-    may_have_executed = True
 
 
 class PatsnapJobFailedError(PatsnapPermanentError):
@@ -167,10 +194,6 @@ class PatsnapJobFailedError(PatsnapPermanentError):
         self.job_id = job_id
         self.abnormal_cause = abnormal_cause
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
-
-
-class PatsnapDownloadError(PatsnapRetryableError):
-    """A report download failed in a way a new attempt may fix (cut short, expired link, CDN error)."""
 
 
 class PatsnapDownloadRejectedError(PatsnapPermanentError):
@@ -189,15 +212,20 @@ class PatsnapInputError(ValueError):
         super().__init__(f"{parameter}: {message}")
 
 
-CHECK_BEFORE_RERUN = "Check the PatSnap console before re-running, so it is not created (and billed) twice"
-API_KEY_REFUSED = "check the connection's API key"
-TOKEN_REFUSED_TWICE = "a freshly fetched token was refused too: check the client id and secret"
-CLIENT_REFUSED = "check the connection's client id and client secret"
+# ------------------------------------------------------------------------------------ decisions
 
 
-def credentials_refused(exc: PatsnapError, hint: str) -> PatsnapAuthError:
-    """The authentication error that ends a token/key refusal, keeping PatSnap's code and message."""
-    return PatsnapAuthError(f"{exc.message}; {hint}", endpoint=exc.endpoint, code=exc.code, http_status=exc.http_status)
+def may_replay(exc: BaseException, *, billable: bool) -> bool:
+    """Whether the hook may send a call again after ``exc``: reads after any transient error,
+    billable calls only when PatSnap surely did not run them."""
+    if not isinstance(exc, PatsnapRetryableError):
+        return False
+    return not billable or exc.outcome is not Outcome.MAY_HAVE_RUN
+
+
+def _outcome(natural: Outcome, call_sent: bool) -> Outcome:
+    # A failure of the step that prepares a call (the token fetch) leaves the call itself unsent.
+    return natural if call_sent else Outcome.NOT_SENT
 
 
 def error_from_envelope(
@@ -207,51 +235,111 @@ def error_from_envelope(
     message: str | None,
     http_status: int | None,
     retry_after: float | None = None,
+    call_sent: bool = True,
 ) -> PatsnapError:
     """Exception for a PatSnap envelope carrying ``error_code`` (mapped by code first)."""
     row = classify_code(code)
     text = message or row.meaning
     if message and row.meaning not in message:
         text = f"{message} ({row.meaning})"
-    common = {"endpoint": endpoint, "code": code, "http_status": http_status}
+    outcome = _outcome(row.outcome, call_sent)
     if row.error_class is ErrorClass.TOKEN:
-        return PatsnapTokenError(text, **common)  # type: ignore[arg-type]
+        return PatsnapTokenError(text, endpoint=endpoint, code=code, http_status=http_status, outcome=outcome)
     if row.error_class is ErrorClass.PERMANENT:
-        if code in (67200006, 67200008, 67200015, 67200202):
-            return PatsnapAuthError(text, **common)  # type: ignore[arg-type]
-        return PatsnapPermanentError(text, **common)  # type: ignore[arg-type]
-    cls = PatsnapRateLimitError if code == 67200002 else PatsnapRetryableError
-    return cls(
+        cls = PatsnapAuthError if code in _AUTH_CODES else PatsnapPermanentError
+        return cls(text, endpoint=endpoint, code=code, http_status=http_status, outcome=outcome)
+    retry_cls = PatsnapRateLimitError if code == 67200002 else PatsnapRetryableError
+    return retry_cls(
         text,
         retry_after=retry_after,
-        replay_safe=row.rejected_before_work,
         max_attempts=2 if row.error_class is ErrorClass.RETRY_LIMITED else None,
-        **common,  # type: ignore[arg-type]
+        endpoint=endpoint,
+        code=code,
+        http_status=http_status,
+        outcome=outcome,
     )
 
 
 def error_from_http_status(
-    *, endpoint: str, http_status: int, is_json: bool, retry_after: float | None = None, body_hint: str = ""
+    *, endpoint: str, http_status: int, retry_after: float | None = None, body_hint: str = "", call_sent: bool = True
 ) -> PatsnapError:
     """Exception for a non-2xx answer without a PatSnap error code (mapped by HTTP status)."""
     hint = f": {body_hint}" if body_hint else ""
-    common = {"endpoint": endpoint, "http_status": http_status}
+    refused = http_status in _REFUSING_STATUSES or 400 <= http_status < 500
+    outcome = _outcome(Outcome.REJECTED if refused else Outcome.MAY_HAVE_RUN, call_sent)
     if http_status == 429:
         return PatsnapRateLimitError(
-            f"rate limited{hint}",
-            retry_after=retry_after,
-            replay_safe=True,
-            **common,  # type: ignore[arg-type]
+            f"rate limited{hint}", retry_after=retry_after, endpoint=endpoint, http_status=http_status, outcome=outcome
         )
-    if http_status in GATEWAY_RETRY_STATUSES or http_status >= 500:
-        # A gateway page (not PatSnap's JSON) means the call never reached the service.
-        replay_safe = http_status in GATEWAY_RETRY_STATUSES and not is_json
+    if http_status in _REFUSING_STATUSES or http_status >= 500:
+        # 502/504 and other gateway pages arrive after the request went in: PatSnap may have run it.
         return PatsnapRetryableError(
-            f"server error{hint}",
-            retry_after=retry_after,
-            replay_safe=replay_safe,
-            **common,  # type: ignore[arg-type]
+            f"server error{hint}", retry_after=retry_after, endpoint=endpoint, http_status=http_status, outcome=outcome
         )
-    if http_status in (401, 403):
-        return PatsnapAuthError(f"not authorised{hint}", **common)  # type: ignore[arg-type]
-    return PatsnapPermanentError(f"request rejected{hint}", **common)  # type: ignore[arg-type]
+    cls = PatsnapAuthError if http_status in (401, 403) else PatsnapPermanentError
+    what = "not authorised" if http_status in (401, 403) else "request rejected"
+    return cls(f"{what}{hint}", endpoint=endpoint, http_status=http_status, outcome=outcome)
+
+
+def error_from_unreadable_answer(
+    *, endpoint: str, http_status: int, description: str, call_sent: bool = True
+) -> PatsnapError:
+    """A 2xx that is not PatSnap's envelope (a WAF or maintenance page): transient, and it may have run."""
+    return PatsnapRetryableError(
+        description, endpoint=endpoint, http_status=http_status, outcome=_outcome(Outcome.MAY_HAVE_RUN, call_sent)
+    )
+
+
+def error_from_transport(*, endpoint: str, name: str, connected: bool, call_sent: bool = True) -> PatsnapError:
+    """The exchange failed without an answer; ``connected`` says whether the request could have gone out.
+
+    The library's own message is left out on purpose: it may echo a URL that carries a key.
+    """
+    natural = Outcome.MAY_HAVE_RUN if connected else Outcome.NOT_SENT
+    detail = "no answer after the request was sent" if connected else "could not connect"
+    return PatsnapConnectionError(
+        f"{name} talking to PatSnap ({detail})", endpoint=endpoint, outcome=_outcome(natural, call_sent)
+    )
+
+
+def error_from_download_status(*, endpoint: str, http_status: int) -> PatsnapError:
+    """A signed link's non-200 answer: expired or missing links and CDN hiccups are cured by a fresh link."""
+    if http_status in _DOWNLOAD_RETRY_STATUSES or http_status >= 500:
+        return PatsnapDownloadError(
+            f"download link answered HTTP {http_status}", endpoint=endpoint, http_status=http_status
+        )
+    return PatsnapDownloadRejectedError(
+        f"download link answered HTTP {http_status}", endpoint=endpoint, http_status=http_status
+    )
+
+
+def ambiguous_create(cause: PatsnapError | str, *, endpoint: str | None = None) -> PatsnapAmbiguousCreateError:
+    """The error for a create that PatSnap may have run: say so, and how to check before re-running."""
+    message = cause if isinstance(cause, str) else f"{cause.message}; the report job may have been created"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return PatsnapAmbiguousCreateError(
+        f"{message}. {CHECK_BEFORE_RERUN} (look for a create on this endpoint around {when})",
+        endpoint=endpoint if isinstance(cause, str) else cause.endpoint,
+        code=None if isinstance(cause, str) else cause.code,
+        http_status=None if isinstance(cause, str) else cause.http_status,
+    )
+
+
+CHECK_BEFORE_RERUN = (
+    "Before re-running, check PatSnap's record of calls (the Personal Center's call log, or the usage "
+    "statement POST /open-user/statement/v2) so the report is not created, and billed, twice"
+)
+API_KEY_REFUSED = "check the connection's API key"
+TOKEN_REFUSED_TWICE = "a freshly fetched token was refused too: check the client id and secret"
+CLIENT_REFUSED = "check the connection's client id and client secret"
+
+
+def credentials_refused(exc: PatsnapError, hint: str) -> PatsnapAuthError:
+    """The authentication error that ends a token/key refusal, keeping PatSnap's code and message."""
+    return PatsnapAuthError(
+        f"{exc.message}; {hint}",
+        endpoint=exc.endpoint,
+        code=exc.code,
+        http_status=exc.http_status,
+        outcome=Outcome.REJECTED,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum, IntEnum
 from typing import Any, TypedDict
@@ -88,7 +88,8 @@ class ReportJob:
     report_kind: ReportKind
     status: JobStatus
     queue_num: int | None = None
-    download_url: str | None = None
+    #: The signed link (valid for days): kept out of ``repr``, logs and XCom.
+    download_url: str | None = field(default=None, repr=False)
     abnormal_cause: str | None = None
 
     @classmethod

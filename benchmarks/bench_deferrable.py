@@ -46,7 +46,7 @@ async def first_event(trigger: PatsnapReportJobTrigger) -> tuple[dict[str, Any],
 
 
 async def run_triggers(triggers: list[PatsnapReportJobTrigger]) -> list[tuple[dict[str, Any], float]]:
-    from airflow_provider_patsnap.hooks._async import close_shared_async_client
+    from airflow_provider_patsnap.hooks._drivers import close_shared_async_client
 
     try:
         return list(await asyncio.gather(*(first_event(trigger) for trigger in triggers)))

@@ -123,7 +123,7 @@ def child_hook(job_id: str, out_dir: str) -> dict[str, Any]:
     hook = PatsnapHook()
     # Warm-up: connection, token, sessions and the ObjectStoragePath machinery are not the download's cost.
     hook.get_report_job("enterprise", job_id)
-    _ = hook.download_session
+    _ = hook._downloader.session
     Destination.parse(out_dir + "/").resolve("warm-up.pdf")
 
     result: dict[str, Any] = {}

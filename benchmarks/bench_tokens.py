@@ -67,7 +67,7 @@ def sync_calls(job_id: str, calls: int) -> float:
 
 def async_calls(job_id: str, calls: int) -> float:
     """``calls`` ``aget_report_job`` calls, ASYNC_CONCURRENCY at a time, on one loop; returns seconds."""
-    from airflow_provider_patsnap.hooks._async import close_shared_async_client
+    from airflow_provider_patsnap.hooks._drivers import close_shared_async_client
     from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 
     hooks = [PatsnapHook() for _ in range(_common.ceil_div(calls, CALLS_PER_HOOK))]

@@ -151,7 +151,7 @@ async def run_triggers(
     run: Run, job_ids: list[str], phases: list[float], end_time: float
 ) -> tuple[list[list[tuple[dict[str, Any], float]]], float]:
     """All triggers as tasks on this loop; returns their events and the start epoch, fills in CPU and wall."""
-    from airflow_provider_patsnap.hooks._async import close_shared_async_client
+    from airflow_provider_patsnap.hooks._drivers import close_shared_async_client
     from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
 
     # The loop's own self-pipe (a socket pair) and the sampler exist by now: the triggers' baseline.
@@ -321,7 +321,7 @@ def main() -> None:
     poll = REAL_POLL_INTERVAL / scale
     j_min, j_max = (minutes * 60 / scale for minutes in JOB_MINUTES)
 
-    from airflow_provider_patsnap.hooks import _async
+    from airflow_provider_patsnap.hooks import _drivers
     from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 
     with _common.EmulatorProcess(job_seconds=j_max) as emu:
@@ -337,7 +337,7 @@ def main() -> None:
     for run in (small, big):
         if run.create_lag > 1.0:
             print(f"note: creating {run.n} jobs ran {run.create_lag:.1f} s late; J_i taken from the emulator")
-    report(big, small, scale, _async._POOL.max_connections or 0)
+    report(big, small, scale, _drivers._POOL.max_connections or 0)
 
 
 if __name__ == "__main__":

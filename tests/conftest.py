@@ -63,7 +63,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     from airflow_provider_patsnap.hooks import _retry
 
     recorded: list[float] = []
-    monkeypatch.setattr(_retry, "_sleep", recorded.append)
+    monkeypatch.setattr(_retry, "sleep", recorded.append)
     return recorded
 
 

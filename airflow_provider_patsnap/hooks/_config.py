@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.hooks._urls import url_refusal
 
 DEFAULT_HOST = "https://connect.patsnap.com"
 DEFAULT_TIMEOUT = 30.0
@@ -37,6 +37,11 @@ class PatsnapConfig:
         return self.api_key is None
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values to register with the secrets masker."""
+        return tuple(s for s in (self.client_secret, self.api_key) if s)
+
+    @property
     def principal(self) -> str:
         """Who the calls are billed to, for keying caches (never the secret itself)."""
         if self.api_key:
@@ -44,30 +49,17 @@ class PatsnapConfig:
         return f"client:{self.client_id}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str:
     """``https://host[:port]``; plain ``http`` is accepted only for loopback (the emulator)."""
     raw = (host or "").strip() or DEFAULT_HOST
     if "://" not in raw:
         raw = f"{(scheme or 'https').strip().lower()}://{raw}"
+    refusal = url_refusal(raw)
+    if refusal:
+        raise PatsnapInputError("host", f"{raw!r}: {refusal}; use e.g. {DEFAULT_HOST}")
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PatsnapInputError("host", f"{raw!r} is not an http(s) URL; use e.g. {DEFAULT_HOST}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise PatsnapInputError(
-            "host",
-            f"plain http to {parts.hostname!r} would send credentials unencrypted; use https "
-            "(http is allowed only for loopback addresses, such as the bundled emulator)",
-        )
-    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    hostname = parts.hostname or ""
+    netloc = hostname if ":" not in hostname else f"[{hostname}]"
     effective_port = parts.port or port
     if effective_port:
         netloc = f"{netloc}:{effective_port}"

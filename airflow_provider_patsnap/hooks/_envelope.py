@@ -13,13 +13,14 @@ from airflow_provider_patsnap.errors import (
     CLIENT_REFUSED,
     PatsnapError,
     PatsnapResponseError,
-    PatsnapRetryableError,
     PatsnapTokenError,
     credentials_refused,
     error_from_envelope,
     error_from_http_status,
+    error_from_unreadable_answer,
 )
 
+_NOT_JSON = object()
 #: Longest Retry-After the hook will honour; beyond it, the normal backoff cap applies.
 MAX_RETRY_AFTER = 300.0
 
@@ -46,18 +47,26 @@ def loads_exact(raw: bytes | str) -> Any:
 
 
 def _describe_body(content_type: str, size: int) -> str:
-    kind = "an HTML page" if "html" in content_type.lower() else f"a {content_type or 'untyped'} body"
+    if "html" in content_type.lower():
+        kind = "an HTML page"
+    else:
+        kind = f"a body of type {content_type}" if content_type else "an untyped body"
     return f"PatSnap answered with {kind} ({size} bytes) instead of its JSON envelope"
 
 
-def parse_envelope(*, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes) -> Any:
-    """Return ``data`` of a successful envelope; raise the mapped ``PatsnapError`` otherwise."""
+def parse_envelope(
+    *, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes, call_sent: bool = True
+) -> Any:
+    """Return ``data`` of a successful envelope; raise the mapped ``PatsnapError`` otherwise.
+
+    ``call_sent=False`` parses the answer of a step that prepares the call (the token fetch).
+    """
     retry_after = parse_retry_after(headers.get("Retry-After"))
     content_type = headers.get("Content-Type", "")
     try:
-        payload = loads_exact(content) if content else None
+        payload = loads_exact(content) if content else _NOT_JSON
     except ValueError:
-        payload = None
+        payload = _NOT_JSON
     ok = 200 <= http_status < 300
     if isinstance(payload, dict) and ("error_code" in payload or "status" in payload):
         raw_code = payload.get("error_code")
@@ -75,10 +84,11 @@ def parse_envelope(*, endpoint: str, http_status: int, headers: Mapping[str, str
                 message=str(message) if message else None,
                 http_status=http_status,
                 retry_after=retry_after,
+                call_sent=call_sent,
             )
         if not ok:
             raise error_from_http_status(
-                endpoint=endpoint, http_status=http_status, is_json=True, retry_after=retry_after
+                endpoint=endpoint, http_status=http_status, retry_after=retry_after, call_sent=call_sent
             )
         raise PatsnapResponseError(
             f"envelope reports failure without a usable error_code (status={payload.get('status')!r}, "
@@ -86,33 +96,33 @@ def parse_envelope(*, endpoint: str, http_status: int, headers: Mapping[str, str
             endpoint=endpoint,
             http_status=http_status,
         )
+    description = _describe_body(content_type, len(content))
     if not ok:
         raise error_from_http_status(
             endpoint=endpoint,
             http_status=http_status,
-            is_json=payload is not None,
             retry_after=retry_after,
-            body_hint=_describe_body(content_type, len(content)),
+            body_hint=description,
+            call_sent=call_sent,
         )
-    raise PatsnapResponseError(_describe_body(content_type, len(content)), endpoint=endpoint, http_status=http_status)
-
-
-def parse_answer(
-    endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes, token_value: str | None
-) -> Any:
-    """``parse_envelope`` for a business call; a token refusal remembers which token was refused,
-    so the caller drops that one from the cache and not a newer one another thread just fetched."""
-    try:
-        return parse_envelope(endpoint=endpoint, http_status=http_status, headers=headers, content=content)
-    except PatsnapTokenError as exc:
-        exc.token_value = token_value  # type: ignore[attr-defined]
-        raise
+    if payload is _NOT_JSON:
+        raise error_from_unreadable_answer(
+            endpoint=endpoint, http_status=http_status, description=description, call_sent=call_sent
+        )
+    raise PatsnapResponseError(
+        f"PatSnap answered with JSON that is not its envelope ({type(payload).__name__})",
+        endpoint=endpoint,
+        http_status=http_status,
+    )
 
 
 def parse_token_response(
     *, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes
 ) -> tuple[str, float]:
-    """``(token, expires_in)`` from ``/oauth/token`` (top-level JSON, no envelope on success)."""
+    """``(token, expires_in)`` from ``/oauth/token`` (top-level JSON, no envelope on success).
+
+    A failure here happened before the call the token was for, so it counts as not sent.
+    """
     try:
         payload = loads_exact(content) if content else None
     except ValueError:
@@ -128,24 +138,10 @@ def parse_token_response(
                 expires_in = 1800.0
             return token, expires_in
     try:
-        parse_envelope(endpoint=endpoint, http_status=http_status, headers=headers, content=content)
+        parse_envelope(endpoint=endpoint, http_status=http_status, headers=headers, content=content, call_sent=False)
     except PatsnapError as exc:
-        raise _token_failure(exc) from None
-    raise PatsnapResponseError("token response has no token", endpoint=endpoint, http_status=http_status)
-
-
-def token_or_error(endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes) -> tuple[str, float]:
-    """``parse_token_response`` for the hook: a transient token failure is always safe to replay,
-    since the token endpoint runs nothing billable and the call the token was for was not sent."""
-    try:
-        return parse_token_response(endpoint=endpoint, http_status=http_status, headers=headers, content=content)
-    except PatsnapRetryableError as exc:
-        exc.replay_safe, exc.may_have_executed = True, False
+        # A token error from the token endpoint itself means the client credentials are refused.
+        if isinstance(exc, PatsnapTokenError) or exc.http_status in (401, 403):
+            raise credentials_refused(exc, CLIENT_REFUSED) from None
         raise
-
-
-def _token_failure(exc: PatsnapError) -> PatsnapError:
-    # A token error from the token endpoint itself means the client credentials are refused.
-    if isinstance(exc, PatsnapTokenError) or exc.http_status in (401, 403):
-        return credentials_refused(exc, CLIENT_REFUSED)
-    return exc
+    raise PatsnapResponseError("token response has no token", endpoint=endpoint, http_status=http_status)

@@ -1,4 +1,9 @@
-"""Tenacity retry policy for PatSnap calls."""
+"""Tenacity retry policy for PatSnap calls: when to try again and how long to wait (no sleeping here).
+
+The call core asks the policy for decisions and hands each wait to its driver, so the same policy
+serves the blocking and the asyncio transports. ``sleep``/``asleep`` are the drivers' clocks,
+looked up at call time so tests can record waits instead of sleeping.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,17 @@ import logging
 import time
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
-from airflow_provider_patsnap.errors import PatsnapRetryableError
+from airflow_provider_patsnap.errors import may_replay
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 class _WaitBackoffOrRetryAfter:
@@ -40,61 +53,26 @@ class _StopPolicy:
         return state.attempt_number >= limit
 
 
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+def retry_policy(config: Any, logger: logging.Logger | Any, what: str, *, billable: bool = False) -> Retrying:
+    """The policy for one PatSnap call under a ``PatsnapConfig``'s budget.
 
+    ``billable`` marks creates: they are replayed only after errors that prove PatSnap did not run
+    them (``errors.may_replay``), so one intended report is one job and one charge.
+    """
+    max_attempts = config.max_retries + 1
 
-async def _asleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
-
-
-def should_retry(exc: BaseException, *, billable: bool) -> bool:
-    """Retry transient errors; a billable call only when PatSnap surely did not run it."""
-    return isinstance(exc, PatsnapRetryableError) and (exc.replay_safe or not billable)
-
-
-def policy_args(config: Any, logger: logging.Logger | Any, what: str, *, billable: bool = False) -> dict[str, Any]:
-    """Arguments for ``retrying``/``async_retrying`` from a ``PatsnapConfig``."""
-    return {
-        "max_retries": config.max_retries,
-        "wait_min": config.retry_wait_min,
-        "wait_max": config.retry_wait_max,
-        "billable": billable,
-        "logger": logger,
-        "what": what,
-    }
-
-
-def _policy(
-    *, max_retries: int, wait_min: float, wait_max: float, billable: bool, logger: logging.Logger | Any, what: str
-) -> dict[str, Any]:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
         logger.warning(
-            "%s failed (attempt %d of %d): %s. Retrying in %.1f s.",
-            what,
-            state.attempt_number,
-            max_retries + 1,
-            exc,
-            wait,
+            "%s failed (attempt %d of %d): %s. Retrying in %.1f s.", what, state.attempt_number, max_attempts, exc, wait
         )
 
-    return {
-        "stop": _StopPolicy(max_retries + 1),
-        "wait": _WaitBackoffOrRetryAfter(wait_min, wait_max),
-        "retry": retry_if_exception(lambda e: should_retry(e, billable=billable)),
-        "before_sleep": before_sleep,
-        "reraise": True,
-    }
-
-
-def retrying(**kwargs: Any) -> Retrying:
-    """Tenacity ``Retrying`` for one PatSnap call (see ``_policy`` for the arguments)."""
-    # The sleep is looked up at call time so tests can record the waits instead of sleeping.
-    return Retrying(sleep=lambda s: _sleep(s), **_policy(**kwargs))
-
-
-def async_retrying(**kwargs: Any) -> AsyncRetrying:
-    """The ``AsyncRetrying`` twin of ``retrying``, for triggers."""
-    return AsyncRetrying(sleep=lambda s: _asleep(s), **_policy(**kwargs))
+    return Retrying(
+        stop=_StopPolicy(max_attempts),
+        wait=_WaitBackoffOrRetryAfter(config.retry_wait_min, config.retry_wait_max),
+        retry=retry_if_exception(lambda e: may_replay(e, billable=billable)),
+        before_sleep=before_sleep,
+        reraise=True,
+        sleep=lambda s: sleep(s),
+    )

@@ -1,4 +1,4 @@
-"""What every PatSnap operator shares: turning PatSnap errors into Airflow's retry semantics."""
+"""What every PatSnap operator shares: Airflow's retry semantics for PatSnap errors, outlet events, lineage."""
 
 from __future__ import annotations
 
@@ -6,25 +6,29 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_provider_patsnap.errors import PatsnapError, PatsnapInputError, PatsnapPermanentError
+from airflow_provider_patsnap.errors import PatsnapError, PatsnapInputError, PatsnapRetryableError
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
 from airflow_provider_patsnap.version_compat import AirflowFailException
 
 
 @contextlib.contextmanager
 def airflow_failure_semantics() -> Iterator[None]:
-    """Fail without Airflow retries when a retry cannot help or could bill twice.
+    """The one place where PatSnap errors meet Airflow's retries.
 
     Bad input, permanent PatSnap errors and creates that may have run become
-    ``AirflowFailException``; transient errors propagate so Airflow's own retries apply.
+    ``AirflowFailException`` (no Airflow retries: they cannot help, and could bill twice). A
+    transient error that outlasted the hook's own budget propagates as it is, so the task's
+    ``retries`` apply: an outage longer than the hook's budget does not lose a paid report.
     """
     try:
         yield
     except PatsnapInputError as exc:
         raise AirflowFailException(f"Invalid input, nothing was sent to PatSnap: {exc}") from None
-    except PatsnapError as exc:
-        if isinstance(exc, PatsnapPermanentError) or exc.may_have_executed:
-            raise AirflowFailException(str(exc)) from None
+    except PatsnapRetryableError:
         raise
+    except PatsnapError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def annotate_outlet_events(operator: Any, context: Any, result: dict[str, Any]) -> None:
@@ -38,3 +42,13 @@ def annotate_outlet_events(operator: Any, context: Any, result: dict[str, Any]) 
             events[outlet].extra.update(extra)
         except (KeyError, TypeError, AttributeError):
             continue
+
+
+def lineage_of(operator: Any, asked: dict[str, Any]) -> Any:
+    """OpenLineage facets of a PatSnap task: the endpoint it read (with what it asked for) and the
+    file it wrote, if any (``_written_uri``, set by ``execute``)."""
+    base_url = PatsnapHook(operator.patsnap_conn_id).config.base_url
+    written = getattr(operator, "_written_uri", None)
+    return operator_lineage(
+        [patsnap_input(base_url, operator.api_docs_path, asked)], [storage_output(written)] if written else []
+    )

@@ -8,10 +8,9 @@ from typing import Any
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.hooks.patsnap import LEGAL_INDICATORS_PATH, PatsnapHook
-from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import LegalIndicatorRecord
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
 from airflow_provider_patsnap.storage import Destination, user_uri, write_lines_atomically
 from airflow_provider_patsnap.version_compat import BaseOperator
 
@@ -78,12 +77,7 @@ class PatsnapLegalIndicatorsOperator(BaseOperator):
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
-        asked = {"patents": getattr(self, "_requested", None)}
-        written = getattr(self, "_written_uri", None)
-        return operator_lineage(
-            [patsnap_input(base_url, self.api_docs_path, asked)], [storage_output(written)] if written else []
-        )
+        return lineage_of(self, {"patents": getattr(self, "_requested", None)})
 
 
 def missing_inputs(numbers: list[str], ids: list[str], records: list[LegalIndicatorRecord]) -> list[str]:

@@ -3,24 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
-from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
 from airflow_provider_patsnap.version_compat import BaseOperator
 
 
-def _check_literal_report_type(value: Any) -> None:
-    # Catch typos at DAG parse time; templated values are checked in execute, still before any call.
-    if isinstance(value, str) and "{{" not in value:
-        validation.report_type(value)
+class _CreateReportOperator(BaseOperator):
+    """What the R001 and R002 create operators share: the billable create and its failure rules.
+
+    Subclasses name their ``report_kind`` and ``identifier_fields``; the create is never retried
+    after an error that leaves PatSnap's side in doubt.
+    """
+
+    report_kind: ClassVar[ReportKind]
+    identifier_fields: ClassVar[tuple[str, ...]]
+    operator_extra_links = (PatsnapApiDocsLink(),)
+    ui_color = "#cfe3f7"
+
+    def __init__(
+        self, *, report_type: str, logo: bool, patsnap_conn_id: str = PatsnapHook.default_conn_name, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        # Catch typos at DAG parse time; templated values are checked in execute, still before any call.
+        if isinstance(report_type, str) and "{{" not in report_type:
+            validation.report_type(report_type)
+        self.report_type = report_type
+        self.logo = logo
+        self.patsnap_conn_id = patsnap_conn_id
+
+    @property
+    def api_docs_path(self) -> str:
+        return self.report_kind.create_path(self.logo)
+
+    @property
+    def identifiers(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.identifier_fields}
+
+    def create(self, hook: PatsnapHook) -> str:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> str:
+        with airflow_failure_semantics():
+            return self.create(PatsnapHook(self.patsnap_conn_id))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return lineage_of(self, self.identifiers)
 
 
-class PatsnapCreateEnterpriseReportOperator(BaseOperator):
+class PatsnapCreateEnterpriseReportOperator(_CreateReportOperator):
     """Creates an R001 enterprise innovation report job; returns the job id (string) as XCom.
 
     Give at least one of ``company_name``, ``credit_code`` (unified social credit code) or
@@ -28,9 +63,9 @@ class PatsnapCreateEnterpriseReportOperator(BaseOperator):
     is never retried after an error that leaves PatSnap's side in doubt.
     """
 
-    template_fields: Sequence[str] = ("company_name", "credit_code", "org_number", "report_type")
-    operator_extra_links = (PatsnapApiDocsLink(),)
-    ui_color = "#cfe3f7"
+    report_kind = ReportKind.ENTERPRISE
+    identifier_fields = ("company_name", "credit_code", "org_number")
+    template_fields: Sequence[str] = (*identifier_fields, "report_type")
 
     def __init__(
         self,
@@ -40,52 +75,27 @@ class PatsnapCreateEnterpriseReportOperator(BaseOperator):
         org_number: str | None = None,
         report_type: str = "pdf",
         logo: bool = True,
-        patsnap_conn_id: str = PatsnapHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        _check_literal_report_type(report_type)
+        super().__init__(report_type=report_type, logo=logo, **kwargs)
         self.company_name = company_name
         self.credit_code = credit_code
         self.org_number = org_number
-        self.report_type = report_type
-        self.logo = logo
-        self.patsnap_conn_id = patsnap_conn_id
 
-    @property
-    def api_docs_path(self) -> str:
-        return ReportKind.ENTERPRISE.create_path(self.logo)
-
-    def execute(self, context: Any) -> str:
-        with airflow_failure_semantics():
-            return PatsnapHook(self.patsnap_conn_id).create_enterprise_report(
-                report_type=self.report_type,
-                company_name=self.company_name,
-                credit_code=self.credit_code,
-                org_number=self.org_number,
-                logo=self.logo,
-            )
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        identifiers = {
-            "company_name": self.company_name,
-            "credit_code": self.credit_code,
-            "org_number": self.org_number,
-        }
-        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
-        return operator_lineage([patsnap_input(base_url, self.api_docs_path, identifiers)], [])
+    def create(self, hook: PatsnapHook) -> str:
+        return hook.create_enterprise_report(report_type=self.report_type, logo=self.logo, **self.identifiers)
 
 
-class PatsnapCreatePatentValueReportOperator(BaseOperator):
+class PatsnapCreatePatentValueReportOperator(_CreateReportOperator):
     """Creates an R002 patent value report job; returns the job id (string) as XCom.
 
     Give exactly one of ``patent_id`` or ``patent_number``. The no-logo endpoint is the default
     (``logo=True`` selects the PatSnap-branded one).
     """
 
-    template_fields: Sequence[str] = ("patent_id", "patent_number", "report_type")
-    operator_extra_links = (PatsnapApiDocsLink(),)
-    ui_color = "#cfe3f7"
+    report_kind = ReportKind.PATENT_VALUE
+    identifier_fields = ("patent_id", "patent_number")
+    template_fields: Sequence[str] = (*identifier_fields, "report_type")
 
     def __init__(
         self,
@@ -94,34 +104,14 @@ class PatsnapCreatePatentValueReportOperator(BaseOperator):
         patent_number: str | None = None,
         report_type: str = "pdf",
         logo: bool = False,
-        patsnap_conn_id: str = PatsnapHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        _check_literal_report_type(report_type)
+        super().__init__(report_type=report_type, logo=logo, **kwargs)
         self.patent_id = patent_id
         self.patent_number = patent_number
-        self.report_type = report_type
-        self.logo = logo
-        self.patsnap_conn_id = patsnap_conn_id
 
-    @property
-    def api_docs_path(self) -> str:
-        return ReportKind.PATENT_VALUE.create_path(self.logo)
-
-    def execute(self, context: Any) -> str:
-        with airflow_failure_semantics():
-            return PatsnapHook(self.patsnap_conn_id).create_patent_value_report(
-                report_type=self.report_type,
-                patent_id=self.patent_id,
-                patent_number=self.patent_number,
-                logo=self.logo,
-            )
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        identifiers = {"patent_id": self.patent_id, "patent_number": self.patent_number}
-        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
-        return operator_lineage([patsnap_input(base_url, self.api_docs_path, identifiers)], [])
+    def create(self, hook: PatsnapHook) -> str:
+        return hook.create_patent_value_report(report_type=self.report_type, logo=self.logo, **self.identifiers)
 
 
 class PatsnapDownloadReportOperator(BaseOperator):
@@ -177,7 +167,4 @@ class PatsnapDownloadReportOperator(BaseOperator):
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        base_url = PatsnapHook(self.patsnap_conn_id).config.base_url
-        source = patsnap_input(base_url, self.api_docs_path, {"job_id": self.job_id})
-        written = getattr(self, "_written_uri", None)
-        return operator_lineage([source], [storage_output(written)] if written else [])
+        return lineage_of(self, {"job_id": self.job_id})

@@ -769,7 +769,9 @@ def test_connection_uri_and_json(emu: PatsnapEmulator) -> None:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_cli_prints_connection_and_stops_on_signal(stop_signal: int) -> None:
-    project_root = Path(emulator_module.__file__).resolve().parents[2]
+    # <root>/airflow_provider_patsnap/testing/emulator/__init__.py (the emulator is a package)
+    project_root = Path(emulator_module.__file__).resolve().parents[3]
+    assert (project_root / "airflow_provider_patsnap" / "__init__.py").is_file(), project_root
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project_root), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         [sys.executable, "-m", emulator_module.__name__, "--port", "0", "--job-seconds", "0"],

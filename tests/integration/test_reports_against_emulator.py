@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_patsnap.hooks._async import close_shared_async_client
+from airflow_provider_patsnap.hooks._drivers import close_shared_async_client
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
     PatsnapCreatePatentValueReportOperator,

@@ -18,7 +18,7 @@ import requests
 import responses
 from urllib3.exceptions import ProtocolError
 
-from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError
+from airflow_provider_patsnap.errors import Outcome, PatsnapAmbiguousCreateError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -55,7 +55,7 @@ def _posts(rsps: responses.RequestsMock, url: str) -> int:
 def assert_says_job_may_exist(text: str) -> None:
     lowered = text.lower()
     assert "may have been created" in lowered or "may exist" in lowered, text
-    assert "before re-running" in lowered or "check the patsnap console" in lowered, text
+    assert "before re-running" in lowered, text
 
 
 # --------------------------------------------------------------------------- sent, no answer
@@ -103,8 +103,7 @@ def test_hook_raises_the_documented_ambiguous_error(oauth_conn: str, factory: Ca
         )
         with pytest.raises(PatsnapAmbiguousCreateError) as info:
             create()
-        assert info.value.may_have_executed is True
-        assert not info.value.replay_safe
+        assert info.value.outcome is Outcome.MAY_HAVE_RUN
         assert_says_job_may_exist(str(info.value))
         assert _posts(rsps, url) == 1
 
@@ -119,8 +118,13 @@ def test_hook_raises_the_documented_ambiguous_error(oauth_conn: str, factory: Ca
         pytest.param(
             {"status": 500, "body": "<html>Internal error</html>", "content_type": "text/html"}, id="500-html"
         ),
-        pytest.param({"status": 503, "body": envelope(code=0)}, id="503-patsnap-json"),
+        pytest.param({"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"}, id="502-html"),
+        pytest.param(
+            {"status": 504, "body": "<html>Gateway time-out</html>", "content_type": "text/html"}, id="504-html"
+        ),
+        pytest.param({"body": "<html>Access denied by WAF</html>", "content_type": "text/html"}, id="200-html"),
         pytest.param({"body": envelope(code=68300005, msg="Search API failure")}, id="68300005"),
+        pytest.param({"body": envelope(code=68399999, msg="Something new")}, id="unknown-code"),
         pytest.param({"body": envelope(code=67200000, msg="Server Internal Error!")}, id="67200000"),
     ],
 )
@@ -149,7 +153,8 @@ def test_create_that_patsnap_may_have_run_says_so_and_is_not_resent(
         pytest.param({"body": requests.ConnectTimeout("connect timed out")}, id="connect-timeout"),
         pytest.param({"status": 429, "body": envelope(code=67200002)}, id="429"),
         pytest.param({"body": envelope(code=68300008)}, id="68300008"),
-        pytest.param({"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"}, id="502-html"),
+        pytest.param({"status": 503, "body": "<html>Unavailable</html>", "content_type": "text/html"}, id="503-html"),
+        pytest.param({"status": 503, "body": envelope(code=0)}, id="503-patsnap-json"),
         pytest.param({"body": envelope(code=67200003)}, id="token-expired"),
     ],
 )
@@ -221,7 +226,7 @@ def test_slow_create_times_out_once_and_the_job_exists_server_side(
 
     assert isinstance(exc, AirflowFailException), f"{type(exc).__name__}: {exc}"
     assert_says_job_may_exist(str(exc))
-    assert "Check the PatSnap console before re-running" in str(exc)
+    assert "Before re-running, check PatSnap's record of calls" in str(exc)
     assert elapsed < 1.45, elapsed  # gave up at the read timeout, did not wait for (or retry) the answer
     assert emulator.stats["calls"].get(endpoint) == 1
 

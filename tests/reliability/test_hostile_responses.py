@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 import responses
 
-from airflow_provider_patsnap.errors import PatsnapDownloadError, PatsnapError
+from airflow_provider_patsnap.errors import Outcome, PatsnapDownloadError, PatsnapError, PatsnapRetryableError
 from airflow_provider_patsnap.operators.indicators import PatsnapLegalIndicatorsOperator
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -64,7 +64,8 @@ def download_into(dest: Path, *, overwrite: bool = False) -> PatsnapDownloadRepo
 
 # --------------------------------------------------------------------------- status endpoint
 
-ODD_STATUS_BODIES = [
+#: Not JSON at all (a WAF or maintenance page, a cut answer): transient, so retried, then Airflow's retries.
+NOT_JSON_BODIES = [
     pytest.param({"body": "<html><body>Down for maintenance</body></html>", "content_type": "text/html"}, id="html"),
     pytest.param({"body": "", "content_type": "text/plain"}, id="empty"),
     pytest.param({"body": b"\xff\xfe\x00\x81garbage", "content_type": "application/json"}, id="binary"),
@@ -72,6 +73,9 @@ ODD_STATUS_BODIES = [
         {"body": '{"data": {"job_status": 2, "download_url": "https://', "content_type": "application/json"},
         id="cut-json",
     ),
+]
+#: JSON that PatSnap's envelope rules cannot read: permanent.
+ODD_JSON_BODIES = [
     pytest.param({"body": "[]", "content_type": "application/json"}, id="json-list"),
     pytest.param({"body": "null", "content_type": "application/json"}, id="json-null"),
     pytest.param({"body": '"ok"', "content_type": "application/json"}, id="json-string"),
@@ -89,6 +93,7 @@ ODD_STATUS_BODIES = [
     pytest.param({"body": json.dumps({"status": "true", "error_code": 0, "data": {"job_status": 2}})}, id="status-str"),
     pytest.param({"body": json.dumps({"status": False, "error_code": "oops"})}, id="error-code-word"),
 ]
+ODD_STATUS_BODIES = NOT_JSON_BODIES + ODD_JSON_BODIES
 
 
 @pytest.mark.parametrize("answer", ODD_STATUS_BODIES)
@@ -109,7 +114,7 @@ def test_odd_status_answer_never_lets_the_sensor_succeed(rsps: responses.Request
 @pytest.mark.parametrize(
     "answer",
     [
-        *ODD_STATUS_BODIES,
+        *ODD_JSON_BODIES,
         pytest.param({"body": done(42)}, id="done-numeric-url"),
         pytest.param({"body": done({"url": "https://cdn"})}, id="done-object-url"),
     ],
@@ -122,6 +127,21 @@ def test_odd_status_answer_fails_the_download_cleanly(
     exc = expect_failure(lambda: download_into(tmp_path / "dest").execute({}))
 
     assert isinstance(exc, AirflowFailException), f"{type(exc).__name__}: {exc}"
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("answer", NOT_JSON_BODIES)
+def test_status_answer_that_is_not_json_leaves_the_download_to_airflow_retries(
+    rsps: responses.RequestsMock, tmp_path: Path, answer: dict[str, Any]
+) -> None:
+    rsps.get(R001_STATUS, **answer)
+
+    exc = expect_failure(lambda: download_into(tmp_path / "dest").execute({}))
+
+    # Not AirflowFailException: the report is paid for, and the task's own retries may still fetch it.
+    assert isinstance(exc, PatsnapRetryableError), f"{type(exc).__name__}: {exc}"
+    assert "GET /innovation/company-report/job_id/status" in str(exc)
+    assert calls_to(rsps, R001_STATUS) == 4  # the hook's own budget was spent first
     assert files_under(tmp_path) == []
 
 
@@ -189,12 +209,10 @@ def test_create_answer_with_an_unusable_job_id_says_the_job_may_exist(
 @pytest.mark.parametrize(
     "answer",
     [
-        pytest.param({"body": "<html>login</html>", "content_type": "text/html"}, id="html"),
         pytest.param({"json": {"token_type": "BearerToken", "expires_in": 1800}}, id="no-token"),
         pytest.param({"json": {"token": None, "expires_in": 1800}}, id="token-null"),
         pytest.param({"json": {"token": 12345, "expires_in": 1800}}, id="token-number"),
         pytest.param({"json": {"data": "tok"}}, id="data-string"),
-        pytest.param({"body": "", "content_type": "application/json"}, id="empty"),
     ],
 )
 def test_odd_token_answer_fails_before_the_create_is_sent(
@@ -210,6 +228,32 @@ def test_odd_token_answer_fails_before_the_create_is_sent(
 
         assert isinstance(exc, AirflowFailException), f"{type(exc).__name__}: {exc}"
         assert "POST /oauth/token" in str(exc), str(exc)
+        assert calls_to(mock, R001_CREATE) == 0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"body": "<html>login</html>", "content_type": "text/html"}, id="html"),
+        pytest.param({"body": "", "content_type": "application/json"}, id="empty"),
+    ],
+)
+def test_unreadable_token_answer_is_transient_and_the_create_is_never_sent(
+    oauth_conn: str, sleeps: list[float], answer: dict[str, Any]
+) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(TOKEN_URL, **answer)
+        mock.post(R001_CREATE, body=envelope({"job_id": "2"}))
+
+        exc = expect_failure(
+            lambda: PatsnapCreateEnterpriseReportOperator(task_id="create", company_name="Acme").execute({})
+        )
+
+        # The create was never sent, so Airflow may safely retry the task: not a failure without retries.
+        assert isinstance(exc, PatsnapRetryableError), f"{type(exc).__name__}: {exc}"
+        assert exc.outcome is Outcome.NOT_SENT
+        assert "POST /oauth/token" in str(exc), str(exc)
+        assert calls_to(mock, TOKEN_URL) == 4
         assert calls_to(mock, R001_CREATE) == 0
 
 
@@ -230,7 +274,6 @@ def test_odd_token_lifetime_still_works(oauth_conn: str, sleeps: list[float], ex
 @pytest.mark.parametrize(
     "answer",
     [
-        pytest.param({"body": "<html>oops</html>", "content_type": "text/html"}, id="html"),
         pytest.param({"body": envelope({"pn": "CN1A"})}, id="data-object"),
         pytest.param({"body": envelope("CN1A")}, id="data-string"),
     ],

@@ -14,6 +14,7 @@ import responses
 from airflow_provider_patsnap.errors import (
     ERROR_CODES,
     ErrorClass,
+    Outcome,
     PatsnapAmbiguousCreateError,
     PatsnapAuthError,
     PatsnapError,
@@ -91,7 +92,7 @@ def test_token_refreshed_before_expiry(oauth_conn: str, monkeypatch: pytest.Monk
 
     now = [1000.0]
     monkeypatch.setattr(_token_cache.time, "monotonic", lambda: now[0])
-    from airflow_provider_patsnap.hooks import patsnap as hook_module
+    from airflow_provider_patsnap.hooks import _core as hook_module
 
     monkeypatch.setattr(hook_module.time, "monotonic", lambda: now[0])
     add_token(responses.mock, "tok-1", expires_in=1800)
@@ -229,10 +230,14 @@ def test_limited_retry_codes_get_at_most_two_attempts(oauth_conn: str, sleeps: l
     [
         ({"body": envelope(code=67200002), "status": 429}, True),  # rate limited: not run
         ({"body": envelope(code=68300008)}, True),  # "try again later": not run
-        ({"body": "<html>bad gateway</html>", "status": 502, "content_type": "text/html"}, True),
+        ({"body": "<html>unavailable</html>", "status": 503, "content_type": "text/html"}, True),
+        ({"body": envelope(code=0), "status": 503}, True),  # unavailable, whatever the body
+        ({"body": "<html>bad gateway</html>", "status": 502, "content_type": "text/html"}, False),
+        ({"body": "<html>gateway timeout</html>", "status": 504, "content_type": "text/html"}, False),
         ({"body": envelope(code=68300005)}, False),  # may have run
         ({"body": "<html>oops</html>", "status": 500, "content_type": "text/html"}, False),
-        ({"body": envelope(code=0), "status": 503}, False),  # PatSnap's own JSON: it saw the call
+        ({"body": "<html>WAF</html>", "status": 200, "content_type": "text/html"}, False),
+        ({"body": envelope(code=68300099)}, False),  # unknown code: may have run
     ],
 )
 @responses.activate
@@ -248,9 +253,10 @@ def test_create_is_replayed_only_when_patsnap_did_not_run_it(
         assert hook.create_enterprise_report(company_name="ACME") == str(BIG_JOB_ID)
         assert len(calls_to(responses.mock, R001_CREATE)) == 2
     else:
-        with pytest.raises(PatsnapError) as info:
+        with pytest.raises(PatsnapAmbiguousCreateError) as info:
             hook.create_enterprise_report(company_name="ACME")
-        assert info.value.may_have_executed
+        assert info.value.outcome is Outcome.MAY_HAVE_RUN
+        assert "before re-running" in str(info.value).lower()
         assert len(calls_to(responses.mock, R001_CREATE)) == 1
 
 
@@ -311,11 +317,12 @@ def test_big_job_id_keeps_every_digit_both_ways(oauth_conn: str) -> None:
 
 
 @responses.activate
-def test_non_json_success_body_is_a_clear_error(oauth_conn: str) -> None:
+def test_non_json_success_body_is_a_transient_read_error(oauth_conn: str, sleeps: list[float]) -> None:
     add_token(responses.mock)
     responses.get(R001_STATUS, body="<html>maintenance</html>", content_type="text/html")
-    with pytest.raises(PatsnapResponseError, match="HTML page"):
+    with pytest.raises(PatsnapRetryableError, match="HTML page"):
         PatsnapHook().get_report_job("enterprise", "1")
+    assert len(calls_to(responses.mock, R001_STATUS)) == 4  # a WAF or maintenance page passes: retried
 
 
 @responses.activate

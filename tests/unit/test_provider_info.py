@@ -47,7 +47,7 @@ def test_connection_form_declares_secret_fields_as_passwords() -> None:
 def test_package_ships_typing_marker_and_emulator() -> None:
     package = Path(airflow_provider_patsnap.__file__).parent
     assert (package / "py.typed").is_file()
-    assert (package / "testing" / "emulator.py").is_file()
+    assert (package / "testing" / "emulator" / "__init__.py").is_file()
     if os.environ.get("PATSNAP_EXPECT_INSTALLED"):
         # The wheel check: the package must come from site-packages, not the source tree.
         assert "site-packages" in str(package), package

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.reports import PatsnapDownloadReportOperator
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import FAKE_HOST
 from tests.unit.test_hook_http import R001_CREATE, R001_STATUS, add_token, calls_to, envelope
 
 CDN_URL = "https://cdn.patsnap.test/tffi-export/1/2/Report_2026_01_07.pdf?sign=q-signature%3Dabc"
@@ -65,13 +63,14 @@ def test_existing_folder_without_trailing_slash_fails_before_any_call(oauth_conn
     assert len(rsps.calls) == 0
 
 
-@pytest.mark.parametrize("logger_name", ["urllib3.connectionpool", "httpx"])
-def test_request_lines_are_redacted_in_client_logs(logger_name: str, caplog: pytest.LogCaptureFixture) -> None:
-    import airflow_provider_patsnap.hooks.patsnap  # noqa: F401  (installs the filters)
+@pytest.mark.parametrize(
+    "link",
+    ["http://127.0.0.2:8080/r/Report.pdf?sign=x", "http://[::1]:8080/r/Report.pdf?sign=x", "http://localhost/r/a.pdf"],
+)
+@responses.activate
+def test_download_links_to_any_loopback_address_are_fetched(oauth_conn: str, tmp_path: Path, link: str) -> None:
+    add_token(responses.mock)
+    responses.get(R001_STATUS, body=envelope({"job_id": "1", "job_status": 2, "download_url": link}))
+    responses.get(link.split("?")[0], body=PDF, content_type="application/pdf")
 
-    caplog.set_level(logging.DEBUG, logger=logger_name)
-    logging.getLogger(logger_name).info(
-        "HTTP Request: %s %s", "GET", f"{FAKE_HOST}/status?job_id=1&apikey=sk-SECRET-KEY&sign=SIG"
-    )
-    assert "sk-SECRET-KEY" not in caplog.text and "SIG" not in caplog.text
-    assert "job_id=1" in caplog.text
+    assert PatsnapHook().download_report("enterprise", "1", f"{tmp_path}/")["size"] == len(PDF)

@@ -1,0 +1,223 @@
+"""The request sequence of a PatSnap call, written once and free of I/O (in the spirit of h11).
+
+A call is a generator of *steps*. It yields what it needs done — take a rate-limit slot, hold the
+token lock, send a request, wait before a retry, register a secret with the masker — and receives
+the result. A blocking driver (``requests``) and an asyncio driver (``httpx``) perform the steps;
+the sequence itself (slot, auth, token fetch, send, envelope, token refresh-and-replay, retries)
+exists only here, so the two transports cannot drift apart, and it is unit-tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from airflow_provider_patsnap.errors import (
+    API_KEY_REFUSED,
+    TOKEN_REFUSED_TWICE,
+    PatsnapError,
+    PatsnapTokenError,
+    credentials_refused,
+    error_from_transport,
+)
+from airflow_provider_patsnap.hooks._config import PatsnapConfig
+from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
+from airflow_provider_patsnap.hooks._ratelimit import RateLimiter, limiter_for
+from airflow_provider_patsnap.hooks._retry import retry_policy
+from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token, TokenCache
+from airflow_provider_patsnap.hooks._urls import url_refusal
+
+TOKEN_PATH = "/oauth/token"
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------ messages
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, transport-neutral. Refuses any URL outside the provider's URL policy."""
+
+    method: str
+    url: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    form: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        refusal = url_refusal(self.url)
+        if refusal:
+            raise ValueError(f"refusing to request {self.url.split('?')[0]}: {refusal}")
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+@dataclass(frozen=True)
+class TransportFailure:
+    """No answer. ``connected``: a connection existed, so the request may have reached PatSnap."""
+
+    name: str
+    connected: bool
+
+
+# ------------------------------------------------------------------------------------ steps
+
+
+@dataclass(frozen=True)
+class Send:
+    request: Request  # reply: Response | TransportFailure
+
+
+@dataclass(frozen=True)
+class Acquire:
+    limiter: RateLimiter  # reply: None, once the slot is ours
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float  # reply: None
+
+
+@dataclass(frozen=True)
+class Lock:
+    key: tuple[str, str]  # reply: a function that releases the token lock of ``key``
+
+
+@dataclass(frozen=True)
+class MaskSecret:
+    value: str = field(repr=False)  # reply: None
+
+
+Step = Send | Acquire | Sleep | Lock | MaskSecret
+Steps = Generator[Step, Any, T]
+
+
+def with_retries(policy: Any, attempt: Callable[[], Steps[T]]) -> Steps[T]:
+    """Run ``attempt`` under a tenacity policy, yielding its waits as ``Sleep`` steps."""
+    waits: list[float] = []
+    result: Any = None
+    for try_ in policy.copy(sleep=waits.append):
+        if waits:
+            yield Sleep(waits.pop())
+        try:
+            result = yield from attempt()
+        except PatsnapError:
+            try_.retry_state.set_exception(sys.exc_info())
+        else:
+            try_.retry_state.set_result(result)
+    return result
+
+
+# ------------------------------------------------------------------------------------ the sequence
+
+
+class CallCore:
+    """Every PatSnap call of one connection, as steps: auth, rate limit, retries, token refresh."""
+
+    def __init__(self, config: PatsnapConfig, log: logging.Logger | Any, tokens: TokenCache = TOKEN_CACHE) -> None:
+        self.config = config
+        self.log = log
+        self.tokens = tokens
+        self.limiter = limiter_for(config.base_url, config.principal, config.qps)
+        self.token_key = (config.base_url, config.client_id or "")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Request:
+        timeout = self.config.timeout
+        return Request(
+            method, self.config.base_url + path, connect_timeout=min(10.0, timeout), read_timeout=timeout, **kwargs
+        )
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        billable: bool = False,
+    ) -> Steps[Any]:
+        """The envelope's ``data`` of one call, retried within the connection's budget.
+
+        ``billable`` calls are replayed only when PatSnap surely did not run them.
+        """
+        policy = retry_policy(self.config, self.log, f"PatSnap {method} {path}", billable=billable)
+        return with_retries(policy, lambda: self._attempt(method, path, dict(params or {}), json))
+
+    def _attempt(self, method: str, path: str, params: dict[str, str], json: Any) -> Steps[Any]:
+        endpoint = f"{method} {path}"
+        refused_once = False
+        while True:
+            # The slot first, then the credentials: a token taken before a long wait in the
+            # limiter's queue could expire in hand.
+            yield Acquire(self.limiter)
+            headers, auth_params, token = yield from self._credentials()
+            reply = yield Send(
+                self._request(method, path, params={**params, **auth_params}, json=json, headers=headers)
+            )
+            if isinstance(reply, TransportFailure):
+                raise error_from_transport(endpoint=endpoint, name=reply.name, connected=reply.connected)
+            try:
+                return parse_envelope(
+                    endpoint=endpoint, http_status=reply.status, headers=reply.headers, content=reply.content
+                )
+            except PatsnapTokenError as exc:
+                if token is None:
+                    raise credentials_refused(exc, API_KEY_REFUSED) from None
+                if refused_once:
+                    raise credentials_refused(exc, TOKEN_REFUSED_TWICE) from None
+                refused_once = True
+                # Drop only the token that was refused: another thread may have fetched a new one.
+                self.tokens.invalidate(self.token_key, token)
+                self.log.info("PatSnap refused the cached token (%s); fetching a new one and replaying.", exc.code)
+
+    def _credentials(self) -> Steps[tuple[dict[str, str], dict[str, str], str | None]]:
+        """Headers, query parameters and the OAuth token used (None in API-key mode)."""
+        config = self.config
+        if config.api_key:
+            params = {"apikey": config.api_key} if config.api_key_in_query else {}
+            return {"Authorization": f"Bearer {config.api_key}"}, params, None
+        token = self.tokens.get(self.token_key)
+        if token is None:
+            release = yield Lock(self.token_key)
+            try:
+                token = self.tokens.get(self.token_key)  # another caller may have fetched it meanwhile
+                if token is None:
+                    token = yield from self.fetch_token()
+                    self.tokens.put(self.token_key, token)
+            finally:
+                release()
+        return {"Authorization": f"Bearer {token.value}"}, {"apikey": config.client_id or ""}, token.value
+
+    def fetch_token(self) -> Steps[Token]:
+        """A new OAuth token from ``/oauth/token`` (client id and secret in HTTP Basic auth)."""
+        config = self.config
+        endpoint = f"POST {TOKEN_PATH}"
+        reply = yield Send(
+            self._request(
+                "POST",
+                TOKEN_PATH,
+                form={"grant_type": "client_credentials"},
+                basic_auth=(config.client_id or "", config.client_secret or ""),
+            )
+        )
+        if isinstance(reply, TransportFailure):
+            raise error_from_transport(endpoint=endpoint, name=reply.name, connected=reply.connected, call_sent=False)
+        value, expires_in = parse_token_response(
+            endpoint=endpoint, http_status=reply.status, headers=reply.headers, content=reply.content
+        )
+        yield MaskSecret(value)
+        self.log.info("Fetched a PatSnap access token for client %s (valid %.0f s).", config.client_id, expires_in)
+        return Token(value=value, expires_at=time.monotonic() + expires_in, lifetime=expires_in)

@@ -1,0 +1,131 @@
+"""Fetching a finished report from its signed link: link policy, streaming, size and type checks.
+
+The link is PatSnap's CDN, not the API: it is self-signed, so the request carries no PatSnap
+credentials, and its query (the signature) is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from airflow_provider_patsnap.errors import (
+    PatsnapDownloadError,
+    PatsnapDownloadRejectedError,
+    PatsnapPermanentError,
+    error_from_download_status,
+)
+from airflow_provider_patsnap.hooks._drivers import new_session
+from airflow_provider_patsnap.hooks._urls import safe_link, url_refusal
+from airflow_provider_patsnap.models import ReportJob
+from airflow_provider_patsnap.storage import Destination, filename_from_link, sanitize_filename, staged_write, user_uri
+
+DOWNLOAD_CHUNK = 1024 * 1024
+MEDIA_TYPES = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+class ReportDownloader:
+    """Streams reports from signed links to storage with constant memory; one per hook."""
+
+    def __init__(self, log: logging.Logger | Any, timeout: tuple[float, float]) -> None:
+        self.log = log
+        self.timeout = timeout
+        self.session = new_session()  # no PatSnap auth header: signed CDN links must not see it
+        # Size and sha256 must describe the stored bytes: no transparent decompression.
+        self.session.headers["Accept-Encoding"] = "identity"
+
+    def fetch(
+        self, job: ReportJob, target: Destination, *, overwrite: bool, chunk_size: int = DOWNLOAD_CHUNK
+    ) -> dict[str, Any]:
+        """One attempt: stream ``job``'s file to a staging file, verify it, then publish it."""
+        kind = job.report_kind
+        if not job.is_done():
+            raise PatsnapPermanentError(
+                f"{job.describe()}: the report is not ready yet; wait for it (PatsnapReportJobSensor) first",
+                endpoint=f"GET {kind.status_path}",
+            )
+        url = job.download_url or ""
+        link = safe_link(url)
+        endpoint = f"GET {link}"
+        refusal = url_refusal(url)
+        if refusal:
+            raise PatsnapDownloadRejectedError(f"refusing the download link ({link}): {refusal}", endpoint=endpoint)
+        try:
+            response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True)
+        except requests.RequestException as exc:
+            raise PatsnapDownloadError(f"download failed: {type(exc).__name__}", endpoint=endpoint) from None
+        with response:
+            if response.status_code != 200:
+                raise error_from_download_status(endpoint=endpoint, http_status=response.status_code)
+            fallback = f"{kind.value}_{job.job_id}"
+            filename = sanitize_filename(filename_from_link(url, response.headers.get("Content-Disposition")), fallback)
+            final = target.resolve(filename)
+            if not overwrite and final.exists():
+                raise PatsnapDownloadRejectedError(
+                    f"{user_uri(final)} already exists; set overwrite=True to replace it", endpoint=endpoint
+                )
+            self.log.info("Downloading %s report %s from %s to %s", kind.code, job.job_id, link, user_uri(final))
+            size, digest, extension = self._stream(response, final, filename, chunk_size, endpoint)
+        result = {
+            "uri": user_uri(final),
+            "filename": filename,
+            "size": size,
+            "sha256": digest,
+            "media_type": MEDIA_TYPES[extension],
+            "job_id": job.job_id,
+            "report_kind": kind.value,
+        }
+        self.log.info("Stored %s (%d bytes, sha256 %s).", result["uri"], size, digest)
+        return result
+
+    def _stream(
+        self, response: requests.Response, final: Any, filename: str, chunk_size: int, endpoint: str
+    ) -> tuple[int, str, str]:
+        expected = response.headers.get("Content-Length")
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        with staged_write(final) as (handle, local_path):
+            try:
+                for chunk in response.iter_content(chunk_size=chunk_size):
+                    if len(head) < 8:
+                        head += chunk[:8]
+                    digest.update(chunk)
+                    handle.write(chunk)
+                    size += len(chunk)
+            except requests.RequestException as exc:
+                raise PatsnapDownloadError(
+                    f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
+                ) from None
+            if expected is not None and expected.isdigit() and int(expected) != size:
+                raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
+            handle.flush()
+            extension = report_type_of(head, local_path, filename, response.headers, endpoint)
+        return size, digest.hexdigest(), extension
+
+
+def report_type_of(head: bytes, local_path: str, filename: str, headers: Mapping[str, str], endpoint: str) -> str:
+    """``pdf`` or ``docx`` when the bytes are one; raise otherwise (HTML error pages, junk)."""
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(local_path) as archive:
+                if "word/document.xml" in archive.namelist():
+                    return "docx"
+        except zipfile.BadZipFile:
+            pass
+    content_type = headers.get("Content-Type", "unknown")
+    raise PatsnapDownloadRejectedError(
+        f"downloaded {filename!r} is not a PDF or DOCX report (Content-Type {content_type}, "
+        f"starts with {head[:8]!r}); nothing was stored",
+        endpoint=endpoint,
+    )
