@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -21,18 +20,7 @@ import pytest  # noqa: E402
 from airflow_provider_patsnap.hooks import _ratelimit  # noqa: E402
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE  # noqa: E402
 from tests.airflow_fixtures import airflow_db, archive_root, dagbag  # noqa: E402, F401
-
-FAKE_HOST = "https://patsnap.test"
-TOKEN_URL = f"{FAKE_HOST}/oauth/token"
-R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
-R001_CREATE_NO_LOGO = f"{FAKE_HOST}/innovation/company-report/task/create-no-logo"
-R001_STATUS = f"{FAKE_HOST}/innovation/company-report/job_id/status"
-R002_CREATE_NO_LOGO = f"{FAKE_HOST}/patent-valuation-data/patent-report/task/create-no-logo"
-R002_STATUS = f"{FAKE_HOST}/patent-valuation-data/patent-report/job_id/status"
-P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
-CLIENT_ID = "client-under-test"
-CLIENT_SECRET = "s3cret-client-value-0123456789"
-API_KEY = "sk-test-0123456789abcdefghij"
+from tests.support import API_KEY, conn_json  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -49,14 +37,6 @@ def _fresh_process_state() -> Iterator[None]:
     _ratelimit._LIMITERS.clear()
 
 
-def envelope(data: object = None, code: int = 0, msg: str | None = None) -> str:
-    """A PatSnap response envelope (``error_code`` 0 means success)."""
-    body: dict[str, object] = {"data": data, "status": code == 0, "error_code": code}
-    if msg:
-        body["error_msg"] = msg
-    return json.dumps(body)
-
-
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record tenacity's waits instead of sleeping."""
@@ -65,16 +45,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     recorded: list[float] = []
     monkeypatch.setattr(_retry, "sleep", recorded.append)
     return recorded
-
-
-def conn_json(host: str = FAKE_HOST, *, api_key: str | None = None, **extra: object) -> str:
-    body: dict[str, object] = {"conn_type": "patsnap", "host": host, "extra": dict(extra)}
-    if api_key:
-        body["extra"]["api_key"] = api_key  # type: ignore[index]
-    else:
-        body["login"] = CLIENT_ID
-        body["password"] = CLIENT_SECRET
-    return json.dumps(body)
 
 
 @pytest.fixture

@@ -26,8 +26,7 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import FAKE_HOST, R001_CREATE, R002_CREATE_NO_LOGO, TOKEN_URL, envelope
-from tests.reliability._support import expect_failure
+from tests.support import FAKE_HOST, R001_CREATE, R002_CREATE_NO_LOGO, TOKEN_URL, envelope, expect_failure
 
 R002_CREATE = R002_CREATE_NO_LOGO
 R001_EMU_CREATE = "POST /innovation/company-report/task/create"

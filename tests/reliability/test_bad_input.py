@@ -25,7 +25,7 @@ from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.validation import uscc_check_char
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.reliability._support import expect_failure
+from tests.support import expect_failure
 
 P037_CALLS = "GET /patent-valuation-data/legal_indicators"
 VALID_CREDIT_CODE = "91350100M000100Y43"

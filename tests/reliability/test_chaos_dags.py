@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
-from tests.reliability._support import files_under, partial_files, state_of, task_states, xcom_texts
+from tests.support import files_under, partial_files, state_of, task_states, xcom_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

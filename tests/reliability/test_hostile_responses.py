@@ -27,8 +27,7 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
 from airflow_provider_patsnap.version_compat import AirflowFailException, PokeReturnValue
-from tests.conftest import P037, R001_CREATE, R001_STATUS, TOKEN_URL, envelope
-from tests.reliability._support import expect_failure, files_under
+from tests.support import P037, R001_CREATE, R001_STATUS, TOKEN_URL, envelope, expect_failure, files_under
 
 CDN = "https://cdn.patsnap.test"
 CDN_PATH = "/tffi-export/20260107093000/1579434053399035905/Example_Robotics_Ltd_2026_01_07.pdf"

@@ -23,8 +23,17 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import FAKE_HOST, P037, R001_CREATE, R001_STATUS, R002_CREATE_NO_LOGO, R002_STATUS, TOKEN_URL
-from tests.reliability._support import expect_failure, files_under
+from tests.support import (
+    FAKE_HOST,
+    P037,
+    R001_CREATE,
+    R001_STATUS,
+    R002_CREATE_NO_LOGO,
+    R002_STATUS,
+    TOKEN_URL,
+    expect_failure,
+    files_under,
+)
 
 R002_CREATE = R002_CREATE_NO_LOGO
 

@@ -28,8 +28,7 @@ from airflow_provider_patsnap.operators.reports import (
 )
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.conftest import conn_json
-from tests.reliability._support import expect_failure, state_of, task_states, xcom_texts
+from tests.support import conn_json, expect_failure, state_of, task_states, xcom_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -27,7 +27,7 @@ from airflow_provider_patsnap.errors import (
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus
-from tests.conftest import (
+from tests.support import (
     API_KEY,
     CLIENT_ID,
     CLIENT_SECRET,
@@ -37,31 +37,13 @@ from tests.conftest import (
     R002_CREATE_NO_LOGO,
     R002_STATUS,
     TOKEN_URL,
+    add_token,
+    calls_to,
     envelope,
+    query,
 )
 
 BIG_JOB_ID = 1579434053399035905  # > 2**53 and not representable as a double
-
-
-def add_token(rsps: responses.RequestsMock, token: str = "tok-1", expires_in: int = 1799) -> None:
-    rsps.post(
-        TOKEN_URL,
-        json={
-            "token": token,
-            "token_type": "BearerToken",
-            "expires_in": expires_in,
-            "status": "approved",
-            "issued_at": "1692347672874",
-        },
-    )
-
-
-def query(call: responses.Call) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(call.request.url).query)
-
-
-def calls_to(rsps: responses.RequestsMock, url: str) -> list[responses.Call]:
-    return [c for c in rsps.calls if c.request.url.split("?")[0] == url]
 
 
 # --------------------------------------------------------------------------- authentication
@@ -162,7 +144,7 @@ def test_api_key_mode_uses_bearer_key_and_no_token_endpoint(api_key_conn: str) -
 
 @responses.activate
 def test_api_key_in_query_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import conn_json
+    from tests.support import conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(api_key=API_KEY, qps=0, api_key_in_query=True))
     responses.get(R002_STATUS, body=envelope({"job_id": "5", "job_status": 0}))
@@ -456,7 +438,7 @@ def test_valid_credit_code_passes() -> None:
 
 @pytest.mark.parametrize("host", ["http://connect.patsnap.com", "http://10.0.0.5:8080", "ftp://x"])
 def test_plain_http_is_refused_except_loopback(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
-    from tests.conftest import conn_json
+    from tests.support import conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(host))
     with pytest.raises(PatsnapInputError, match="host"):
@@ -464,7 +446,7 @@ def test_plain_http_is_refused_except_loopback(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_loopback_http_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import conn_json
+    from tests.support import conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json("http://127.0.0.1:8089"))
     assert PatsnapHook().config.base_url == "http://127.0.0.1:8089"
@@ -474,7 +456,7 @@ def test_loopback_http_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_secrets_stay_out_of_logs_and_errors(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, sleeps: list[float]
 ) -> None:
-    from tests.conftest import conn_json
+    from tests.support import conn_json
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(qps=0, max_retries=1, retry_wait_min=0.001, retry_wait_max=0.01)
@@ -500,7 +482,7 @@ def test_secrets_stay_out_of_logs_and_errors(
 
 @responses.activate
 def test_api_key_never_echoed_from_a_transport_error(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
-    from tests.conftest import conn_json
+    from tests.support import conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(api_key=API_KEY, qps=0, api_key_in_query=True))
     responses.get(R001_STATUS, body=requests.ConnectionError(f"failed for {R001_STATUS}?apikey={API_KEY}"))

@@ -12,7 +12,7 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.reports import PatsnapDownloadReportOperator
 from airflow_provider_patsnap.version_compat import AirflowFailException
-from tests.unit.test_hook_http import R001_CREATE, R001_STATUS, add_token, calls_to, envelope
+from tests.support import R001_CREATE, R001_STATUS, add_token, calls_to, envelope
 
 CDN_URL = "https://cdn.patsnap.test/tffi-export/1/2/Report_2026_01_07.pdf?sign=q-signature%3Dabc"
 PDF = b"%PDF-1.4\n" + b"%" + b"x" * 2000 + b"\n%%EOF"

@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability tests (no fixtures here: see conftest.py)."""
+"""What tests share besides fixtures: fake-host URLs, answer builders and run inspectors (one module)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,75 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import responses
 
 from airflow_provider_patsnap.errors import PatsnapError
 from airflow_provider_patsnap.version_compat import AirflowException
 
+FAKE_HOST = "https://patsnap.test"
+TOKEN_URL = f"{FAKE_HOST}/oauth/token"
+R001_CREATE = f"{FAKE_HOST}/innovation/company-report/task/create"
+R001_CREATE_NO_LOGO = f"{FAKE_HOST}/innovation/company-report/task/create-no-logo"
+R001_STATUS = f"{FAKE_HOST}/innovation/company-report/job_id/status"
+R002_CREATE_NO_LOGO = f"{FAKE_HOST}/patent-valuation-data/patent-report/task/create-no-logo"
+R002_STATUS = f"{FAKE_HOST}/patent-valuation-data/patent-report/job_id/status"
+P037 = f"{FAKE_HOST}/patent-valuation-data/legal_indicators"
+CLIENT_ID = "client-under-test"
+CLIENT_SECRET = "s3cret-client-value-0123456789"
+API_KEY = "sk-test-0123456789abcdefghij"
+
 #: What a task may raise: the provider's own errors or Airflow's. Anything else (KeyError,
 #: JSONDecodeError, requests' exceptions, OSError...) is an uncaught bug.
 PROVIDER_OR_AIRFLOW = (PatsnapError, AirflowException)
+
+
+# ------------------------------------------------------------------------------------ answers
+
+
+def envelope(data: object = None, code: int = 0, msg: str | None = None) -> str:
+    """A PatSnap response envelope (``error_code`` 0 means success)."""
+    body: dict[str, object] = {"data": data, "status": code == 0, "error_code": code}
+    if msg:
+        body["error_msg"] = msg
+    return json.dumps(body)
+
+
+def conn_json(host: str = FAKE_HOST, *, api_key: str | None = None, **extra: object) -> str:
+    """An ``AIRFLOW_CONN_*`` value for a patsnap connection (OAuth unless ``api_key``)."""
+    body: dict[str, object] = {"conn_type": "patsnap", "host": host, "extra": dict(extra)}
+    if api_key:
+        body["extra"]["api_key"] = api_key  # type: ignore[index]
+    else:
+        body["login"] = CLIENT_ID
+        body["password"] = CLIENT_SECRET
+    return json.dumps(body)
+
+
+def add_token(rsps: responses.RequestsMock, token: str = "tok-1", expires_in: int = 1799) -> None:
+    rsps.post(
+        TOKEN_URL,
+        json={
+            "token": token,
+            "token_type": "BearerToken",
+            "expires_in": expires_in,
+            "status": "approved",
+            "issued_at": "1692347672874",
+        },
+    )
+
+
+def query(call: responses.Call) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(call.request.url).query)
+
+
+def calls_to(rsps: responses.RequestsMock, url: str) -> list[responses.Call]:
+    return [c for c in rsps.calls if c.request.url.split("?")[0] == url]
+
+
+# ------------------------------------------------------------------------------------ runs and files
 
 
 def state_of(obj: Any) -> str:
