@@ -8,6 +8,7 @@ from enum import Enum, IntEnum
 from typing import Any, TypedDict
 
 from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapJobFailedError, PatsnapResponseError
+from airflow_provider_patsnap.valuation import INDICATORS, flatten
 
 
 class ReportKind(str, Enum):
@@ -179,57 +180,6 @@ class LegalIndicatorRecord(TypedDict):
     avg_originality_index: float | None
 
 
-_INT_FIELDS = (
-    "granted_no",
-    "litigation_no",
-    "patent_age_day",
-    "invalid_fail_no",
-    "invalid_success_no",
-    "grant_waiting_day",
-)
-_FLOAT_FIELDS = ("in_application_ratio", "remaining_time_ratio", "avg_originality_index")
-
-
-def _to_int(value: Any) -> int | None:
-    try:
-        return None if value is None or value == "" else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _to_float(value: Any) -> float | None:
-    try:
-        return None if value is None or value == "" else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _to_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return None
-    text = str(value).strip().upper()
-    if text in ("TRUE", "1", "Y", "YES"):
-        return True
-    if text in ("FALSE", "0", "N", "NO"):
-        return False
-    return None
-
-
 def flatten_legal_indicator(item: Any) -> LegalIndicatorRecord:
     """Turn PatSnap's nested P037 item into one flat record with real types."""
-    item = item if isinstance(item, dict) else {}
-    legal = item.get("patsnap_legal_value")
-    legal = legal if isinstance(legal, dict) else {}
-    countries = legal.get("litigation_country")
-    record: dict[str, Any] = {
-        "pn": item.get("pn"),
-        "patent_id": item.get("patent_id"),
-        "legal_status": legal.get("legal_status"),
-        "has_reexam_invalid": _to_bool(legal.get("has_reexam_invalid")),
-        "litigation_country": [str(c) for c in countries] if isinstance(countries, list) else [],
-    }
-    record.update({name: _to_int(legal.get(name)) for name in _INT_FIELDS})
-    record.update({name: _to_float(legal.get(name)) for name in _FLOAT_FIELDS})
-    return record  # type: ignore[return-value]
+    return flatten(INDICATORS["legal"], item)  # type: ignore[return-value]

@@ -1,25 +1,18 @@
-"""Where downloaded reports go: any ObjectStoragePath target, written whole or not at all."""
+"""Where files go: destinations (a file, or a folder ending in ``/``) on any ObjectStoragePath, safe names, URIs."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 import unicodedata
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_patsnap.errors import PatsnapDestinationError, PatsnapInputError
+from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.version_compat import object_storage_path
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
-# Object stores need no parent "folders"; mkdir there would create a missing bucket (a typo'd
-# bucket name must fail, not silently get a new bucket with default settings).
-_OBJECT_STORES = ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\- ()\u00a0-\uffff]+")
 
 
@@ -31,7 +24,7 @@ def sanitize_filename(name: str | None, fallback: str) -> str:
     text = re.sub(r"_+", "_", text)
     if not text or text in (".", ".."):
         text = fallback
-    return _fit_bytes(text, 200)  # bytes: the staging name ".<name>.part-xxxxxxxx" must fit in 255
+    return _fit_bytes(text, 200)  # bytes: the staging name ".<name>.patsnap-<16 hex>.part" must fit in 255
 
 
 def _fit_bytes(text: str, limit: int) -> str:
@@ -112,50 +105,3 @@ def user_uri(path: Any) -> str:
     protocol = path.protocol or "file"
     key = path.path if protocol != "file" else os.path.abspath(path.path)
     return f"{protocol}://{key}"
-
-
-@contextlib.contextmanager
-def staged_write(final: Any, spool_dir: str | None = None) -> Iterator[tuple[IO[bytes], str]]:
-    """Yield ``(file, local_path)`` to write into; on success publish to ``final`` in one step.
-
-    Local targets are written beside the final name and renamed into place (atomic on one
-    filesystem). Object stores have no atomic rename, and an aborted streaming write can still
-    publish a partial object, so remote targets are spooled to a local file and uploaded once,
-    only after the caller has verified it.
-    """
-    if is_local(final):
-        target = os.path.abspath(final.path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part-{uuid.uuid4().hex[:8]}")
-    else:
-        fd, tmp = tempfile.mkstemp(prefix="patsnap-", suffix=".part", dir=spool_dir)
-        os.close(fd)
-    try:
-        with open(tmp, "wb") as handle:
-            yield handle, tmp
-        try:
-            if is_local(final):
-                os.replace(tmp, target)
-            else:
-                if final.protocol not in _OBJECT_STORES:
-                    with contextlib.suppress(Exception):
-                        final.parent.mkdir(parents=True, exist_ok=True)
-                final.fs.put_file(tmp, final.path)
-        except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as exc:
-            raise PatsnapDestinationError(
-                f"cannot write {user_uri(final)}: {type(exc).__name__}; check that the bucket or folder "
-                "exists and the connection may write there"
-            ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def write_lines_atomically(final: Any, lines: Iterator[bytes]) -> int:
-    """Write byte lines to ``final`` via ``staged_write``; return the byte count."""
-    size = 0
-    with staged_write(final) as (handle, _):
-        for line in lines:
-            handle.write(line)
-            size += len(line)
-    return size

@@ -23,7 +23,8 @@ from airflow_provider_patsnap.errors import (
 from airflow_provider_patsnap.hooks._drivers import new_session
 from airflow_provider_patsnap.hooks._urls import safe_link, url_refusal
 from airflow_provider_patsnap.models import ReportJob
-from airflow_provider_patsnap.storage import Destination, filename_from_link, sanitize_filename, staged_write, user_uri
+from airflow_provider_patsnap.staging import publish, sha256_of, staged_file
+from airflow_provider_patsnap.storage import Destination, filename_from_link, sanitize_filename, user_uri
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MEDIA_TYPES = {
@@ -68,47 +69,62 @@ class ReportDownloader:
             fallback = f"{kind.value}_{job.job_id}"
             filename = sanitize_filename(filename_from_link(url, response.headers.get("Content-Disposition")), fallback)
             final = target.resolve(filename)
-            if not overwrite and final.exists():
-                raise PatsnapDownloadRejectedError(
-                    f"{user_uri(final)} already exists; set overwrite=True to replace it", endpoint=endpoint
-                )
             self.log.info("Downloading %s report %s from %s to %s", kind.code, job.job_id, link, user_uri(final))
-            size, digest, extension = self._stream(response, final, filename, chunk_size, endpoint)
-        result = {
-            "uri": user_uri(final),
-            "filename": filename,
-            "size": size,
-            "sha256": digest,
-            "media_type": MEDIA_TYPES[extension],
-            "job_id": job.job_id,
-            "report_kind": kind.value,
-        }
+            with staged_file(final, key=f"{kind.value}:{job.job_id}") as (handle, local_path):
+                size, digest, extension = self._stream(response, handle, local_path, filename, chunk_size, endpoint)
+                result = {
+                    "uri": user_uri(final),
+                    "filename": filename,
+                    "size": size,
+                    "sha256": digest,
+                    "media_type": MEDIA_TYPES[extension],
+                    "job_id": job.job_id,
+                    "report_kind": kind.value,
+                }
+                try:
+                    publish(final, local_path, overwrite=overwrite)
+                except FileExistsError:
+                    self._accept_existing(final, size, digest, endpoint)
+                    return result
         self.log.info("Stored %s (%d bytes, sha256 %s).", result["uri"], size, digest)
         return result
 
+    def _accept_existing(self, final: Any, size: int, digest: str, endpoint: str) -> None:
+        """A file already at ``final`` is success if it is this report (a retry after the upload);
+        anything else is an error naming both."""
+        existing_size, existing_digest = sha256_of(final)
+        if (existing_size, existing_digest) == (size, digest):
+            self.log.info("%s already holds this report (same size and sha256): nothing to do.", user_uri(final))
+            return
+        raise PatsnapDownloadRejectedError(
+            f"{user_uri(final)} already exists with other content ({existing_size} bytes, sha256 "
+            f"{existing_digest}) than this report ({size} bytes, sha256 {digest}); set overwrite=True to "
+            "replace it, or archive to another destination",
+            endpoint=endpoint,
+        )
+
     def _stream(
-        self, response: requests.Response, final: Any, filename: str, chunk_size: int, endpoint: str
+        self, response: requests.Response, handle: Any, local_path: str, filename: str, chunk_size: int, endpoint: str
     ) -> tuple[int, str, str]:
         expected = response.headers.get("Content-Length")
         digest = hashlib.sha256()
         size = 0
         head = b""
-        with staged_write(final) as (handle, local_path):
-            try:
-                for chunk in response.iter_content(chunk_size=chunk_size):
-                    if len(head) < 8:
-                        head += chunk[:8]
-                    digest.update(chunk)
-                    handle.write(chunk)
-                    size += len(chunk)
-            except requests.RequestException as exc:
-                raise PatsnapDownloadError(
-                    f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
-                ) from None
-            if expected is not None and expected.isdigit() and int(expected) != size:
-                raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
-            handle.flush()
-            extension = report_type_of(head, local_path, filename, response.headers, endpoint)
+        try:
+            for chunk in response.iter_content(chunk_size=chunk_size):
+                if len(head) < 8:
+                    head += chunk[:8]
+                digest.update(chunk)
+                handle.write(chunk)
+                size += len(chunk)
+        except requests.RequestException as exc:
+            raise PatsnapDownloadError(
+                f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
+            ) from None
+        if expected is not None and expected.isdigit() and int(expected) != size:
+            raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
+        handle.flush()
+        extension = report_type_of(head, local_path, filename, response.headers, endpoint)
         return size, digest.hexdigest(), extension
 
 

@@ -6,20 +6,22 @@ that carry it in ``_drivers``; report downloads in ``_download``; what an error 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import cached_property
 from typing import Any
 
 import requests
 from tenacity import retry_if_exception_type
 
-from airflow_provider_patsnap import validation
+from airflow_provider_patsnap import validation, valuation
 from airflow_provider_patsnap.errors import (
     Outcome,
     PatsnapAuthError,
     PatsnapDownloadError,
     PatsnapError,
     PatsnapPermanentError,
+    PatsnapResponseError,
     ambiguous_create,
     classify_code,
 )
@@ -30,17 +32,11 @@ from airflow_provider_patsnap.hooks._download import DOWNLOAD_CHUNK, ReportDownl
 from airflow_provider_patsnap.hooks._redact import install_log_redaction
 from airflow_provider_patsnap.hooks._retry import retry_policy
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
-from airflow_provider_patsnap.models import (
-    LegalIndicatorRecord,
-    ReportJob,
-    ReportKind,
-    flatten_legal_indicator,
-    normalize_job_id,
-)
+from airflow_provider_patsnap.models import LegalIndicatorRecord, ReportJob, ReportKind, normalize_job_id
 from airflow_provider_patsnap.storage import Destination
 from airflow_provider_patsnap.version_compat import BaseHook, aget_connection, amask_secret, mask_secret
 
-LEGAL_INDICATORS_PATH = "/patent-valuation-data/legal_indicators"
+LEGAL_INDICATORS_PATH = valuation.INDICATORS["legal"].path
 
 __all__ = ["DOWNLOAD_CHUNK", "LEGAL_INDICATORS_PATH", "PatsnapHook"]
 
@@ -257,46 +253,87 @@ class PatsnapHook(BaseHook):
 
     # ------------------------------------------------------------------ indicators
 
+    def get_patent_indicators(
+        self,
+        indicator: str,
+        patent_numbers: list[str] | str | None = None,
+        patent_ids: list[str] | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One batch indicator (``valuation``, ``technology``, ``legal``, ``market``, ``strategic`` or
+        ``economic``: P035-P040) for any number of patents, 100 per request, as flat typed records.
+
+        Input order is kept and duplicates are asked for once. Patents PatSnap knows nothing about
+        are simply absent from the result.
+        """
+        spec = valuation.indicator(indicator, "indicator")
+        numbers, ids = validation.patents(patent_numbers, patent_ids)
+        planned = valuation.plan_batches([spec], numbers, ids)
+        pages = self.fetch_batches(planned)
+        records = [valuation.flatten(spec, item) for batch in planned for item in pages[batch.key]]
+        self.log.info(
+            "%s: %d record(s) for %d patent(s) in %d request(s).",
+            spec.code,
+            len(records),
+            len(numbers) + len(ids),
+            len(planned),
+        )
+        return records
+
     def get_legal_indicators(
         self,
         patent_numbers: list[str] | str | None = None,
         patent_ids: list[str] | str | None = None,
     ) -> list[LegalIndicatorRecord]:
-        """P037 legal indicators for any number of patents (100 per request), as flat typed records.
+        """P037 legal indicators for any number of patents (``get_patent_indicators("legal", ...)``)."""
+        return self.get_patent_indicators("legal", patent_numbers, patent_ids)  # type: ignore[return-value]
 
-        Input order is kept and duplicates are asked for once. Patents PatSnap knows nothing about
-        are simply absent from the result.
+    def fetch_batches(
+        self,
+        batches: Sequence[valuation.Batch],
+        *,
+        on_batch: Callable[[valuation.Batch, list[Any]], None] | None = None,
+    ) -> dict[str, list[Any]]:
+        """PatSnap's raw items per batch key, a few requests at a time under the rate limit.
+
+        ``on_batch`` runs in the calling thread as each batch completes (so it can checkpoint it).
+        On the first error, batches not yet started are cancelled; those already answered are still
+        handed to ``on_batch`` (PatSnap bills them), then the error is raised.
         """
-        numbers, ids = validation.patents(patent_numbers, patent_ids)
-        requests_to_make = [("patent_number", b) for b in validation.batches(numbers)]
-        requests_to_make += [("patent_id", b) for b in validation.batches(ids)]
-        workers = min(self.config.max_concurrency, len(requests_to_make))
+        results: dict[str, list[Any]] = {}
+        if not batches:
+            return results
+        error: BaseException | None = None
+        workers = min(self.config.max_concurrency, len(batches))
+        # The shared rate limiter paces the calls; threads only overlap their latency.
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="patsnap-batch") as pool:
+            futures = {pool.submit(self._fetch_batch, batch): batch for batch in batches}
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                batch = futures[future]
+                try:
+                    items = future.result()
+                except Exception as exc:
+                    if error is None:
+                        error = exc
+                        for pending in futures:
+                            pending.cancel()
+                    continue
+                results[batch.key] = items
+                if on_batch is not None:
+                    on_batch(batch, items)
+        if error is not None:
+            raise error
+        return results
 
-        def fetch(item: tuple[str, list[str]]) -> list[Any]:
-            param, batch = item
-            data = self._call("GET", LEGAL_INDICATORS_PATH, params={param: ",".join(batch)})
-            if data is None:
-                return []
-            if not isinstance(data, list):
-                raise PatsnapPermanentError(
-                    "expected a list of indicator records in 'data'", endpoint=f"GET {LEGAL_INDICATORS_PATH}"
-                )
-            return data
-
-        if workers <= 1:
-            pages = [fetch(item) for item in requests_to_make]
-        else:
-            # The shared rate limiter still paces the calls; threads only overlap their latency.
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="patsnap-p037") as pool:
-                pages = list(pool.map(fetch, requests_to_make))
-        records = [flatten_legal_indicator(item) for page in pages for item in page]
-        self.log.info(
-            "P037: %d record(s) for %d patent(s) in %d request(s).",
-            len(records),
-            len(numbers) + len(ids),
-            len(requests_to_make),
-        )
-        return records
+    def _fetch_batch(self, batch: valuation.Batch) -> list[Any]:
+        path = batch.indicator.path
+        data = self._call("GET", path, params={batch.param: ",".join(batch.patents)})
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise PatsnapResponseError("expected a list of indicator records in 'data'", endpoint=f"GET {path}")
+        return data
 
     # ------------------------------------------------------------------ connection test
 

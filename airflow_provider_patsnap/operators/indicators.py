@@ -1,4 +1,4 @@
-"""P037 legal indicators for any number of patents, to XCom or to JSON Lines in storage."""
+"""Batch patent indicators (P035-P040) for any number of patents, to XCom or to JSON Lines in storage."""
 
 from __future__ import annotations
 
@@ -6,19 +6,128 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from airflow_provider_patsnap import validation
-from airflow_provider_patsnap.hooks.patsnap import LEGAL_INDICATORS_PATH, PatsnapHook
+from airflow_provider_patsnap import validation, valuation
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
-from airflow_provider_patsnap.models import LegalIndicatorRecord
+from airflow_provider_patsnap.operators._checkpoint import open_checkpoint
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
-from airflow_provider_patsnap.storage import Destination, user_uri, write_lines_atomically
+from airflow_provider_patsnap.staging import write_lines_atomically
+from airflow_provider_patsnap.storage import Destination, user_uri
 from airflow_provider_patsnap.version_compat import BaseOperator
 
-DEFAULT_FILENAME = "legal_indicators.jsonl"
+
+class PatsnapPatentIndicatorsOperator(BaseOperator):
+    """Fetches any of PatSnap's batch patent indicators for any number of patents.
+
+    ``indicators``: any of ``valuation`` (P035), ``technology`` (P036), ``legal`` (P037), ``market``
+    (P038), ``strategic`` (P039), ``economic`` (P040). Each is asked for 100 patents per request, a
+    few requests at a time under the connection's ``qps``. The result is one flat, typed record per
+    patent found, with every requested indicator's fields at top level (named as PatSnap names
+    them; a name two indicators share is prefixed with the indicator, e.g. ``market_cites_no``).
+
+    Without ``destination`` the records are the XCom. With it (a file path or URI; a value ending
+    in ``/`` is a folder) they are written there as JSON Lines, atomically, and the XCom is
+    ``{"uri", "records", "requested", "missing"}`` with ``missing`` per indicator.
+
+    Completed batches are checkpointed as they arrive (beside the destination; in XCom mode in the
+    task state store on Airflow 3.3+), so an Airflow retry fetches, and PatSnap bills, only the
+    batches still missing. Numbers are plain ``int``/``float`` (never ``Decimal``).
+    """
+
+    template_fields: Sequence[str] = (
+        "patent_numbers",
+        "patent_ids",
+        "indicators",
+        "destination",
+        "destination_conn_id",
+    )
+    operator_extra_links = (PatsnapApiDocsLink(),)
+    ui_color = "#f3e8d0"
+    default_filename = "patent_indicators.jsonl"
+
+    def __init__(
+        self,
+        *,
+        patent_numbers: list[str] | str | None = None,
+        patent_ids: list[str] | str | None = None,
+        indicators: Sequence[str] | str = ("legal",),
+        destination: str | None = None,
+        destination_conn_id: str | None = None,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not (isinstance(indicators, str) and "{{" in indicators):
+            valuation.indicators(indicators)  # a typo fails at DAG parse time
+        self.patent_numbers = patent_numbers
+        self.patent_ids = patent_ids
+        self.indicators = indicators
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.patsnap_conn_id = patsnap_conn_id
+
+    @property
+    def api_docs_path(self) -> str:
+        try:
+            return valuation.indicators(self.indicators)[0].path
+        except (ValueError, TypeError):
+            return ""
+
+    def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
+        with airflow_failure_semantics():
+            specs = valuation.indicators(self.indicators)
+            numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
+            target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
+            final = target.resolve(self.default_filename) if target else None
+            self._requested = len(numbers) + len(ids)
+            planned = valuation.plan_batches(specs, numbers, ids)
+            checkpoint = open_checkpoint(context, final, self._requested, self.log)
+            pages = checkpoint.completed(planned)
+            if pages:
+                self.log.info(
+                    "Resuming: %d of %d batch(es) were fetched by an earlier attempt (%s); fetching the other %d.",
+                    len(pages),
+                    len(planned),
+                    checkpoint.kind,
+                    len(planned) - len(pages),
+                )
+            todo = [batch for batch in planned if batch.key not in pages]
+            pages.update(PatsnapHook(self.patsnap_conn_id).fetch_batches(todo, on_batch=checkpoint.save))
+        records, missing = merge(specs, planned, pages, numbers, ids)
+        self._log_missing(missing)
+        if final is None:
+            checkpoint.finish()
+            return records
+        size = write_lines_atomically(final, _json_lines(records), key="indicators")
+        checkpoint.finish()
+        result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
+        result["missing"] = self.missing_value(missing)
+        self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
+        annotate_outlet_events(self, context, result)
+        self._written_uri = result["uri"]
+        return result
+
+    def missing_value(self, missing: dict[str, list[str]]) -> Any:
+        return missing
+
+    def _log_missing(self, missing: dict[str, list[str]]) -> None:
+        for name, inputs in missing.items():
+            if inputs:
+                preview = ", ".join(inputs[:10]) + (" ..." if len(inputs) > 10 else "")
+                self.log.warning(
+                    "PatSnap returned no %s indicators for %d of %d patent(s): %s",
+                    name,
+                    len(inputs),
+                    self._requested,
+                    preview,
+                )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return lineage_of(self, {"patents": getattr(self, "_requested", None)})
 
 
-class PatsnapLegalIndicatorsOperator(BaseOperator):
-    """Fetches P037 legal indicators for any number of patents (batched 100 per request).
+class PatsnapLegalIndicatorsOperator(PatsnapPatentIndicatorsOperator):
+    """P037 legal indicators for any number of patents (batched 100 per request).
 
     Without ``destination`` it returns the list of flat, typed records (one per patent found).
     With ``destination`` (a file path or URI; a value ending in ``/`` is a folder, where
@@ -28,9 +137,7 @@ class PatsnapLegalIndicatorsOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("patent_numbers", "patent_ids", "destination", "destination_conn_id")
-    operator_extra_links = (PatsnapApiDocsLink(),)
-    api_docs_path = LEGAL_INDICATORS_PATH
-    ui_color = "#f3e8d0"
+    default_filename = "legal_indicators.jsonl"
 
     def __init__(
         self,
@@ -39,54 +146,78 @@ class PatsnapLegalIndicatorsOperator(BaseOperator):
         patent_ids: list[str] | str | None = None,
         destination: str | None = None,
         destination_conn_id: str | None = None,
-        patsnap_conn_id: str = PatsnapHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.patent_numbers = patent_numbers
-        self.patent_ids = patent_ids
-        self.destination = destination
-        self.destination_conn_id = destination_conn_id
-        self.patsnap_conn_id = patsnap_conn_id
+        super().__init__(
+            patent_numbers=patent_numbers,
+            patent_ids=patent_ids,
+            indicators=("legal",),
+            destination=destination,
+            destination_conn_id=destination_conn_id,
+            **kwargs,
+        )
 
-    def execute(self, context: Any) -> list[LegalIndicatorRecord] | dict[str, Any]:
-        with airflow_failure_semantics():
-            numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
-            target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
-            records = PatsnapHook(self.patsnap_conn_id).get_legal_indicators(patent_numbers=numbers, patent_ids=ids)
-        self._requested = len(numbers) + len(ids)
-        missing = missing_inputs(numbers, ids, records)
-        if missing:
-            preview = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            self.log.warning(
-                "PatSnap returned nothing for %d of %d patent(s): %s", len(missing), len(numbers) + len(ids), preview
-            )
-        if target is None:
-            return records
-        final = target.resolve(DEFAULT_FILENAME)
-        size = write_lines_atomically(final, _json_lines(records))
-        result = {
-            "uri": user_uri(final),
-            "records": len(records),
-            "requested": len(numbers) + len(ids),
-            "missing": missing,
-        }
-        self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
-        annotate_outlet_events(self, context, result)
-        self._written_uri = result["uri"]
-        return result
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self, {"patents": getattr(self, "_requested", None)})
+    def missing_value(self, missing: dict[str, list[str]]) -> Any:
+        return missing["legal"]
 
 
-def missing_inputs(numbers: list[str], ids: list[str], records: list[LegalIndicatorRecord]) -> list[str]:
-    """Inputs with no record in the answer (compared case-insensitively, as PatSnap does)."""
-    found_numbers = {str(r.get("pn") or "").upper() for r in records}
-    found_ids = {str(r.get("patent_id") or "").lower() for r in records}
-    return [n for n in numbers if n.upper() not in found_numbers] + [i for i in ids if i.lower() not in found_ids]
+def merge(
+    specs: Sequence[valuation.Indicator],
+    planned: Sequence[valuation.Batch],
+    pages: dict[str, list[Any]],
+    numbers: list[str],
+    ids: list[str],
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """One record per patent found (in input order) with every indicator's fields, and what is missing."""
+    clashes = valuation.clashing_fields(specs)
+    by_input: dict[str, dict[str, Any]] = {}
+    found: dict[str, set[str]] = {spec.name: set() for spec in specs}
+    for batch in planned:
+        spec = batch.indicator
+        for item in pages.get(batch.key, []):
+            flat = valuation.flatten(spec, item)
+            ident = _input_key(batch.param, flat)
+            if ident is None:
+                continue
+            found[spec.name].add(ident)
+            record = by_input.setdefault(ident, {"pn": flat["pn"], "patent_id": flat["patent_id"]})
+            record["pn"] = record["pn"] or flat["pn"]
+            record["patent_id"] = record["patent_id"] or flat["patent_id"]
+            for name in spec.fields:
+                record[f"{spec.name}_{name}" if name in clashes else name] = flat[name]
+    inputs = [("patent_number", n) for n in numbers] + [("patent_id", i) for i in ids]
+    # Input order first; then anything PatSnap returned under a spelling no input matches (paid for: kept).
+    ordered = [by_input[k] for k in (_normal(p, v) for p, v in inputs) if k in by_input]
+    records: list[dict[str, Any]] = []
+    emitted: set[int] = set()
+    for record in [*ordered, *by_input.values()]:
+        if id(record) in emitted:
+            continue
+        emitted.add(id(record))
+        for spec in specs:
+            for name in spec.fields:
+                record.setdefault(f"{spec.name}_{name}" if name in clashes else name, _empty(spec.fields[name]))
+        records.append(record)
+    missing = {
+        spec.name: [value for param, value in inputs if _normal(param, value) not in found[spec.name]] for spec in specs
+    }
+    return records, missing
 
 
-def _json_lines(records: list[LegalIndicatorRecord]) -> Iterator[bytes]:
+def _normal(param: str, value: str) -> str:
+    # PatSnap compares numbers case-insensitively; ids are UUIDs.
+    return f"n:{value.upper()}" if param == "patent_number" else f"i:{value.lower()}"
+
+
+def _input_key(param: str, flat: dict[str, Any]) -> str | None:
+    value = flat["pn"] if param == "patent_number" else flat["patent_id"]
+    return _normal(param, value) if value else None
+
+
+def _empty(kind: str) -> Any:
+    return [] if kind == valuation.TEXTS else None
+
+
+def _json_lines(records: list[dict[str, Any]]) -> Iterator[bytes]:
     for record in records:
         yield (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
+from airflow_provider_patsnap.durable import durable_create
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
@@ -49,7 +50,8 @@ class _CreateReportOperator(BaseOperator):
 
     def execute(self, context: Any) -> str:
         with airflow_failure_semantics():
-            return self.create(PatsnapHook(self.patsnap_conn_id))
+            hook = PatsnapHook(self.patsnap_conn_id)
+            return durable_create(context, lambda: self.create(hook), what=self.report_kind.code, log=self.log)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return lineage_of(self, self.identifiers)

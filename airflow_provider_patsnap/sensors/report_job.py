@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
+from airflow_provider_patsnap.durable import TaskMemory
 from airflow_provider_patsnap.errors import (
     PatsnapError,
     PatsnapInputError,
@@ -29,6 +30,7 @@ from airflow_provider_patsnap.version_compat import (
 
 #: PatSnap generates reports in 1 to 10 minutes; an hour is a generous default ceiling.
 DEFAULT_TIMEOUT = 60 * 60
+WAIT_KEY = "patsnap_wait"
 
 
 class PatsnapReportJobSensor(BaseSensorOperator):
@@ -95,22 +97,52 @@ class PatsnapReportJobSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One synchronous look first: a finished job needs no trip through the triggerer.
-        result = self.poke(context)
+        result = self._first_poke(context)
         polled_at = time.time()
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        timeout_s = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+        end_time = self._window_end(context, polled_at)
+        remaining = end_time - polled_at
+        if remaining <= 0:
+            self._timed_out(f"{ReportKind.parse(self.report_kind).code} job {self.job_id} did not finish in time")
+        interval = _seconds(self.poke_interval)
         self.defer(
             trigger=PatsnapReportJobTrigger(
                 job_id=str(self.job_id),
                 report_kind=ReportKind.parse(self.report_kind).value,
-                end_time=time.time() + timeout_s,
+                end_time=end_time,
                 patsnap_conn_id=self.patsnap_conn_id,
-                poll_interval=_seconds(self.poke_interval),
+                poll_interval=interval,
                 last_polled_at=polled_at,
             ),
             method_name="execute_complete",
+            # Airflow's own deadline is the backstop (a triggerer that is down); the trigger's timeout
+            # event, a little earlier, carries the job's last known state.
+            timeout=timedelta(seconds=remaining + min(interval, 60.0)),
         )
+
+    def _first_poke(self, context: Any) -> bool | PokeReturnValue:
+        """``poke`` with the failure handling poke mode gives it (``soft_fail``, ``never_fail``)."""
+        try:
+            return self.poke(context)
+        except (AirflowSensorTimeout, AirflowFailException) as exc:
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping: {exc}") from exc
+            raise
+
+    def _window_end(self, context: Any, now: float) -> float:
+        """The end of the waiting window, anchored to the first attempt (Airflow 3.3+: a retry keeps it)."""
+        memory = TaskMemory(context)
+        started = (memory.get(WAIT_KEY) or {}).get("started")
+        if not isinstance(started, (int, float)):
+            started = now
+            memory.set(WAIT_KEY, started=started)
+        return float(started) + _seconds(self.timeout)
+
+    def _timed_out(self, message: str) -> NoReturn:
+        if self.soft_fail:
+            raise AirflowSkipException(message)
+        raise AirflowSensorTimeout(message)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired; runs in a new process, so everything comes from ``event``."""
@@ -121,9 +153,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
             self.log.info("%s", message)
             return event["job"]
         if status == "timeout":
-            if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
+            self._timed_out(message)
         if status in ("failed", "error"):
             # Job failed on PatSnap's side, or a permanent error: retrying the wait cannot help.
             raise AirflowFailException(message)

@@ -261,7 +261,10 @@ def test_legal_indicators_write_json_lines_to_s3(
     assert result == {"uri": f"s3://{bucket}/{key}", "records": 2, "requested": 3, "missing": ["CN000UNKNOWN1"]}
     assert s3.keys(bucket) == [key]
     body = s3.get(bucket, key)
-    assert s3.history(bucket) == [(key, len(body))]
+    history = s3.history(bucket)
+    assert [h for h in history if ".patsnap-staging/" not in h[0]] == [(key, len(body))]  # one upload
+    staged = {k for k, size in history if ".patsnap-staging/" in k and size >= 0}
+    assert staged and staged == {k for k, size in history if size == -1}  # batch checkpoints, all removed
     assert body.endswith(b"\n")
     lines = [json.loads(line) for line in body.decode("utf-8").splitlines()]
     assert [line["pn"] for line in lines] == known

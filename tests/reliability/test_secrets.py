@@ -134,8 +134,9 @@ def run_patent_value_dag(
     captured.errors.append(_fail_text(lambda: hook.get_report_job("patent_value", "1")))  # 68300004
     dest = f"{tmp_path}/again/"
     download = PatsnapDownloadReportOperator(task_id="dl", job_id=job_id, report_kind="patent_value", destination=dest)
-    download.execute({})
-    captured.errors.append(_fail_text(lambda: download.execute({})))  # exists, overwrite=False
+    stored = Path(urlsplit(download.execute({})["uri"]).path)
+    stored.write_bytes(b"%PDF-1.4 another report\n")
+    captured.errors.append(_fail_text(lambda: download.execute({})))  # exists with other content
     emu.truncate_downloads = 1
     captured.errors.append(
         _fail_text(lambda: PatsnapHook(max_retries=0).download_report("patent_value", job_id, f"{tmp_path}/cut/"))
