@@ -2,15 +2,17 @@
 
 For every company in COMPANIES: create the report job -> wait for PatSnap to generate it (in the
 triggerer, so no worker slot is held for the 1-10 minutes it takes) -> stream the file into
-``<archive>/enterprise/<ds>/``. Each company is its own mapped task group, so one company PatSnap
-cannot report on does not hold back the others. The archive task emits an Asset event that
-downstream DAGs can schedule on.
+``<archive>/enterprise/<run date>/<company index>/``: one folder per company, so two companies'
+reports can never replace each other even if PatSnap gives them the same file name. Each company
+is its own mapped task group, so one company PatSnap cannot report on does not hold back the
+others. The archive task emits an Asset event that downstream DAGs can schedule on.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -38,6 +40,15 @@ COMPANIES = [
 ]
 ENTERPRISE_REPORTS = Asset(f"{ARCHIVE_URI}/enterprise")
 
+
+def run_date(dag_run: Any) -> str:
+    """The run's date for folder names: Airflow 3 runs always have ``run_after`` (``ds`` is undefined
+    for runs without a logical date, e.g. REST/UI triggers with ``logical_date: null`` or asset
+    triggers); Airflow 2 runs always have a logical date."""
+    when = getattr(dag_run, "run_after", None) or dag_run.logical_date
+    return when.strftime("%Y-%m-%d")
+
+
 with DAG(
     dag_id="patsnap_enterprise_report_refresh",
     description="Weekly PatSnap enterprise innovation reports, archived per run date",
@@ -46,10 +57,12 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["patsnap", "reports"],
+    user_defined_macros={"run_date": run_date},
     default_args={
         "owner": "data-platform",
-        # Safe: creates are never replayed when PatSnap may have run them, and permanent errors
-        # (bad input, quota, balance) fail at once without using these retries.
+        # Safe: a retried create reattaches to the job it already made (Airflow 3.3+) and is never
+        # replayed when PatSnap may have run it; permanent errors (bad input, quota, balance) fail
+        # at once without using these retries. Downloads and waits retry through outages.
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
         # Cap concurrent PatSnap calls across all workers with an Airflow pool sized to the
@@ -77,10 +90,11 @@ with DAG(
             task_id="archive",
             job_id=create.output,
             report_kind="enterprise",
-            destination=ARCHIVE_URI + "/enterprise/{{ ds }}/",
+            # One folder per run date and company (its place in COMPANIES): names cannot collide.
+            destination=ARCHIVE_URI + "/enterprise/{{ run_date(dag_run) }}/{{ ti.map_index }}/",
             destination_conn_id=ARCHIVE_CONN_ID,
-            # Re-running a date (clearing the task) replaces that date's report; other dates'
-            # folders are never touched.
+            # A retry that finds its own report already archived succeeds without rewriting it; a
+            # deliberate re-run (a new report for the same date and company) replaces the old one.
             overwrite=True,
             outlets=[ENTERPRISE_REPORTS],
         )

@@ -2,8 +2,10 @@
 
 The portfolio (any size: the operator batches 100 patents per request and paces itself) is read
 from a text file, one publication number per line. The result lands in
-``<lake>/patsnap/legal_indicators/dt=<ds>/legal_indicators.jsonl`` and emits an Asset event;
-``patsnap_legal_indicators_consumer`` below is scheduled on that Asset.
+``<lake>/patsnap/legal_indicators/dt=<run date>/legal_indicators.jsonl`` and emits an Asset event
+whose ``extra`` carries the file's ``uri``; ``patsnap_legal_indicators_consumer`` below is
+scheduled on that Asset and reads exactly the file the event names. Completed batches are
+checkpointed beside the output, so a retry after an outage fetches (and pays for) only the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_patsnap.operators.indicators import PatsnapLegalIndicatorsOperator
 
@@ -32,6 +35,15 @@ LEGAL_INDICATORS = Asset(f"{LAKE_URI}/patsnap/legal_indicators")
 
 default_args = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=5)}
 
+
+def run_date(dag_run: Any) -> str:
+    """The run's date for partition names: Airflow 3 runs always have ``run_after`` (``ds`` is undefined
+    for runs without a logical date, e.g. REST/UI triggers with ``logical_date: null`` or asset
+    triggers); Airflow 2 runs always have a logical date."""
+    when = getattr(dag_run, "run_after", None) or dag_run.logical_date
+    return when.strftime("%Y-%m-%d")
+
+
 with DAG(
     dag_id="patsnap_legal_indicators_to_lake",
     description="Weekly P037 legal indicators for the patent portfolio, as JSON Lines",
@@ -41,6 +53,7 @@ with DAG(
     max_active_runs=1,
     tags=["patsnap", "indicators", "lake"],
     default_args=default_args,
+    user_defined_macros={"run_date": run_date},
 ) as dag:
 
     @task
@@ -52,7 +65,7 @@ with DAG(
     PatsnapLegalIndicatorsOperator(
         task_id="legal_indicators",
         patent_numbers=load_portfolio(),
-        destination=LAKE_URI + "/patsnap/legal_indicators/dt={{ ds }}/",
+        destination=LAKE_URI + "/patsnap/legal_indicators/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,
         outlets=[LEGAL_INDICATORS],
     )
@@ -69,12 +82,18 @@ with DAG(
 ) as consumer:
 
     @task
-    def summarise_latest() -> dict[str, int]:
-        """Count patents per legal status in the newest partition (a stand-in for real modelling)."""
-        root = ObjectStoragePath(f"{LAKE_URI}/patsnap/legal_indicators/", conn_id=LAKE_CONN_ID)
-        newest = sorted(p for p in root.iterdir() if p.name.startswith("dt="))[-1]
+    def summarise_latest(**context: Any) -> dict[str, int]:
+        """Count patents per legal status in the file the triggering event names (a stand-in for real
+        modelling). A manual run, with no event, reads the newest partition."""
+        events = context.get("triggering_asset_events") or context.get("triggering_dataset_events") or {}
+        uris = [e.extra["uri"] for batch in events.values() for e in batch if (e.extra or {}).get("uri")]
+        if uris:
+            path = ObjectStoragePath(uris[-1], conn_id=LAKE_CONN_ID)
+        else:
+            root = ObjectStoragePath(f"{LAKE_URI}/patsnap/legal_indicators/", conn_id=LAKE_CONN_ID)
+            path = sorted(p for p in root.iterdir() if p.name.startswith("dt="))[-1] / "legal_indicators.jsonl"
         counts: dict[str, int] = {}
-        for line in (newest / "legal_indicators.jsonl").read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             status = json.loads(line).get("legal_status") or "unknown"
             counts[status] = counts.get(status, 0) + 1
         return counts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreatePatentValueReportOperator,
@@ -25,6 +26,15 @@ except ImportError:  # Airflow 2.11
 ARCHIVE_URI = os.environ.get("PATSNAP_ARCHIVE_URI", "file:///tmp/patsnap-archive").rstrip("/")
 ARCHIVE_CONN_ID = os.environ.get("PATSNAP_ARCHIVE_CONN_ID") or None
 
+
+def run_date(dag_run: Any) -> str:
+    """The run's date for folder names: Airflow 3 runs always have ``run_after`` (``ds`` is undefined
+    for runs without a logical date, e.g. REST/UI triggers with ``logical_date: null`` or asset
+    triggers); Airflow 2 runs always have a logical date."""
+    when = getattr(dag_run, "run_after", None) or dag_run.logical_date
+    return when.strftime("%Y-%m-%d")
+
+
 with DAG(
     dag_id="patsnap_patent_value_report",
     description="PatSnap patent value report for one patent, on demand",
@@ -32,6 +42,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["patsnap", "reports", "on-demand"],
+    user_defined_macros={"run_date": run_date},
     params={
         "patent_number": Param("CN108977442B", type="string", minLength=3, description="Publication number"),
         "report_type": Param("pdf", enum=["pdf", "word"], description="pdf or word (docx)"),
@@ -58,7 +69,7 @@ with DAG(
         job_id=create.output,
         report_kind="patent_value",
         # One folder per run: re-running the same day does not overwrite another run's file.
-        destination=ARCHIVE_URI + "/patent_value/{{ ds }}/{{ run_id | replace(':', '_') }}/",
+        destination=ARCHIVE_URI + "/patent_value/{{ run_date(dag_run) }}/{{ run_id | replace(':', '_') }}/",
         destination_conn_id=ARCHIVE_CONN_ID,
     )
     wait >> download

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
 
 from airflow_provider_patsnap.errors import PatsnapError
+from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowException
 
 FAKE_HOST = "https://patsnap.test"
@@ -124,3 +129,122 @@ def expect_failure(call: Callable[[], Any]) -> BaseException:
             pytest.fail(f"uncaught {type(exc).__module__}.{type(exc).__name__} escaped: {exc!r}")
         return exc
     pytest.fail(f"expected a failure, got {result!r}")
+
+
+# ------------------------------------------------------------------------------------ raw protocol client
+# Plain-HTTP helpers for the emulator's own protocol tests (no provider code involved).
+
+R001_CREATE_PATH = "/innovation/company-report/task/create"
+R001_CREATE_NO_LOGO_PATH = "/innovation/company-report/task/create-no-logo"
+R001_STATUS_PATH = "/innovation/company-report/job_id/status"
+R002_CREATE_PATH = "/patent-valuation-data/patent-report/task/create"
+R002_CREATE_NO_LOGO_PATH = "/patent-valuation-data/patent-report/task/create-no-logo"
+R002_STATUS_PATH = "/patent-valuation-data/patent-report/job_id/status"
+P037_PATH = "/patent-valuation-data/legal_indicators"
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PN = {"patent_number": "CN108977442B"}
+_CLIENT = object()  # sentinel: send apikey=<client id>
+
+
+def get_token(emu: PatsnapEmulator) -> str:
+    resp = requests.post(
+        f"{emu.url}/oauth/token",
+        auth=(emu.client_id, emu.client_secret),
+        data={"grant_type": "client_credentials"},
+        timeout=5,
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()["token"]
+
+
+def call(
+    emu: PatsnapEmulator,
+    method: str,
+    path: str,
+    bearer: str | None,
+    *,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    apikey: Any = _CLIENT,
+) -> requests.Response:
+    query = dict(params or {})
+    if apikey is _CLIENT:
+        query["apikey"] = emu.client_id
+    elif apikey is not None:
+        query["apikey"] = apikey
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return requests.request(method, emu.url + path, params=query, json=body, headers=headers, timeout=5)
+
+
+def indicators(emu: PatsnapEmulator, bearer: str | None, apikey: Any = _CLIENT, **params: str) -> int:
+    """Call P037_PATH and return the envelope's error_code."""
+    return envelope_code(call(emu, "GET", P037_PATH, bearer, params=params, apikey=apikey))
+
+
+def envelope_code(resp: requests.Response) -> int:
+    return resp.json()["error_code"]
+
+
+def create(emu: PatsnapEmulator, token: str, path: str = R001_CREATE_PATH, **body: str) -> str:
+    """Create a job and return its id exactly as the digits on the wire."""
+    apikey = None if token == emu.api_key else _CLIENT
+    resp = call(emu, "POST", path, token, body={"report_type": "pdf", **body}, apikey=apikey)
+    assert resp.json()["status"] is True, resp.text
+    match = re.search(r'"job_id"\s*:\s*(\d+)\s*[,}]', resp.text)
+    assert match, resp.text
+    return match.group(1)
+
+
+def poll_until_done(emu: PatsnapEmulator, token: str, status_path: str, job_id: str) -> list[dict[str, Any]]:
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        resp = call(emu, "GET", status_path, token, params={"job_id": job_id})
+        payload = resp.json()
+        assert payload["status"] is True, resp.text
+        seen.append(payload["data"])
+        if payload["data"]["job_status"] in (2, 3):
+            return seen
+        time.sleep(0.03)
+    raise AssertionError(f"job {job_id} never finished: {seen[-1]}")
+
+
+def download_url(emu: PatsnapEmulator, token: str, job_id: str, status_path: str = R001_STATUS_PATH) -> str:
+    final = poll_until_done(emu, token, status_path, job_id)[-1]
+    assert final["job_status"] == 2, final
+    return final["download_url"]
+
+
+def raw_get(url: str) -> tuple[int, dict[str, str], bytes, bool]:
+    """GET with http.client: (status, headers, body, complete) even when the body is cut short."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        resp = conn.getresponse()
+        try:
+            body, complete = resp.read(), True
+        except http.client.IncompleteRead as exc:
+            body, complete = exc.partial, False
+        return resp.status, dict(resp.getheaders()), body, complete
+    finally:
+        conn.close()
+
+
+def check_pdf(data: bytes) -> None:
+    """A structurally valid PDF: header, trailer, and xref offsets that point at their objects."""
+    assert data.startswith(b"%PDF-1.4")
+    assert data.endswith(b"%%EOF")
+    marker = data.rfind(b"startxref")
+    xref_at = int(data[marker + len(b"startxref") :].split()[0])
+    assert data[xref_at : xref_at + 5] == b"xref\n"
+    table = data[xref_at : data.index(b"trailer", xref_at)]
+    offsets = re.findall(rb"(\d{10}) 00000 n \n", table)
+    assert len(offsets) >= 5
+    for number, offset in enumerate(offsets, start=1):
+        assert data[int(offset) :].startswith(b"%d 0 obj" % number)
+    length_match = re.search(rb"/Length (\d+) >>\nstream\n", data)
+    assert length_match
+    length = int(length_match.group(1))
+    stream_at = data.index(b"stream\n") + len(b"stream\n")
+    assert data[stream_at + length : stream_at + length + 9] == b"endstream"

@@ -6,9 +6,13 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.support import files_under, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -21,17 +25,18 @@ EXPECTED_DAGS = {
 
 
 def states(dag_run: Any) -> dict[tuple[str, int], str]:
-    return {
-        (ti.task_id, ti.map_index): str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()
-    }
-
-
-def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    return task_states(dag_run)
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_date(dag_run: Any) -> str:
+    return (getattr(dag_run, "run_after", None) or dag_run.logical_date).strftime("%Y-%m-%d")
+
+
+without_logical_date = pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 runs always have a logical date")
 
 
 # --------------------------------------------------------------------------- integrity
@@ -55,12 +60,16 @@ def test_example_dags_import_cleanly_and_are_configured_sensibly(dagbag: Any) ->
 # --------------------------------------------------------------------------- runs
 
 
+@pytest.mark.parametrize(
+    "logical_date",
+    [pytest.param("default", id="scheduled"), pytest.param(None, marks=without_logical_date, id="no-logical-date")],
+)
 def test_enterprise_refresh_archives_every_company_report(
-    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
+    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path, logical_date: Any
 ) -> None:
     dag = dagbag.get_dag("patsnap_enterprise_report_refresh")
 
-    run = dag.test()
+    run = dag.test() if logical_date == "default" else dag.test(logical_date=None)
 
     assert str(getattr(run.state, "value", run.state)) == "success"
     task_states = states(run)
@@ -68,7 +77,8 @@ def test_enterprise_refresh_archives_every_company_report(
     stats = emulator.stats
     assert stats["creates"] == 3  # one billable create per company, none repeated
     archived = files_under(archive_root / "enterprise")
-    assert {p.parent.name for p in archived} == {run.logical_date.strftime("%Y-%m-%d")}  # {{ ds }}
+    assert {p.parent.parent.name for p in archived} == {run_date(run)}
+    assert sorted(p.parent.name for p in archived) == ["0", "1", "2"]  # one folder per company: no collisions
     assert sorted(sha256(p) for p in archived) == sorted(emulator.report_sha256(j) for j in emulator.job_ids())
     assert all(p.read_bytes().startswith(b"%PDF-") for p in archived)
     assert not [p for p in files_under(archive_root) if ".part" in p.name]
@@ -94,12 +104,17 @@ def test_a_failed_report_fails_only_its_company_without_retries(
     assert ti.try_number == 1  # AirflowFailException: no retry spent on a job PatSnap says failed
 
 
+@pytest.mark.parametrize(
+    "logical_date",
+    [pytest.param("default", id="scheduled"), pytest.param(None, marks=without_logical_date, id="no-logical-date")],
+)
 def test_patent_value_report_on_demand_with_params(
-    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
+    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path, logical_date: Any
 ) -> None:
     dag = dagbag.get_dag("patsnap_patent_value_report")
+    conf = {"patent_number": "US9876543B2", "report_type": "word"}
 
-    run = dag.test(run_conf={"patent_number": "US9876543B2", "report_type": "word"})
+    run = dag.test(run_conf=conf) if logical_date == "default" else dag.test(run_conf=conf, logical_date=None)
 
     assert set(states(run).values()) == {"success"}
     (job_id,) = emulator.job_ids()
@@ -109,6 +124,7 @@ def test_patent_value_report_on_demand_with_params(
     assert emulator.stats["calls"]["POST /patent-valuation-data/patent-report/task/create-no-logo"] == 1
     (docx,) = files_under(archive_root / "patent_value")
     assert docx.suffix == ".docx" and docx.read_bytes() == emulator.report_bytes(job_id)
+    assert docx.parent.parent.name == run_date(run)
 
 
 def test_legal_indicators_land_in_the_lake_and_feed_the_consumer(
@@ -133,3 +149,29 @@ def test_legal_indicators_land_in_the_lake_and_feed_the_consumer(
 
     consumer = dagbag.get_dag("patsnap_legal_indicators_consumer").test()
     assert set(states(consumer).values()) == {"success"}
+
+
+@without_logical_date
+def test_lake_partition_and_consumer_follow_the_event_without_a_logical_date(
+    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
+) -> None:
+    run = dagbag.get_dag("patsnap_legal_indicators_to_lake").test(logical_date=None)
+
+    assert set(states(run).values()) == {"success"}
+    (jsonl,) = files_under(archive_root / "patsnap" / "legal_indicators")
+    assert jsonl.parent.name == f"dt={run_date(run)}"
+    expected: dict[str, int] = {}
+    for line in jsonl.read_text().splitlines():
+        status = json.loads(line)["legal_status"] or "unknown"
+        expected[status] = expected.get(status, 0) + 1
+
+    # A newer partition exists, but the consumer reads the file its triggering event names.
+    newer = archive_root / "patsnap" / "legal_indicators" / "dt=9999-12-31" / "legal_indicators.jsonl"
+    newer.parent.mkdir(parents=True)
+    newer.write_text('{"legal_status": "Expired"}\n')
+    summarise = dagbag.get_dag("patsnap_legal_indicators_consumer").get_task("summarise_latest").python_callable
+
+    event = SimpleNamespace(extra={"uri": f"file://{jsonl}", "records": sum(expected.values())})  # as attached
+
+    assert summarise(triggering_asset_events={"lake": [event]}) == expected
+    assert summarise() == {"Expired": 1}  # a manual run, no event: the newest partition

@@ -1,4 +1,4 @@
-"""The PatSnap API host: OAuth token, authentication, R001/R002 create and status, P037 indicators."""
+"""The PatSnap API host: OAuth token, authentication, R001/R002 create and status, P035-P040 indicators."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .patents import _known_patent_number, _legal_value, _number_for_patent_id, _patent_id_for
+from .indicators import INDICATOR_VALUES
+from .patents import _known_patent_number, _number_for_patent_id, _patent_id_for
 from .protocol import (
     ABNORMAL_CAUSE,
     E_APIKEY_AUTH,
@@ -27,11 +28,14 @@ from .protocol import (
     E_RATE,
     E_SERVICE,
     GATEWAY_503_HTML,
+    INDICATORS,
     KIND_IDENTIFIERS,
     MAX_BATCH,
     PATENT_VALUE,
     ROUTES,
+    _double_round_trip,
     _error,
+    _gateway_page,
     _ok,
     _Route,
 )
@@ -51,6 +55,10 @@ class _ApiHandler(_Handler):
         route = ROUTES.get((self.command, path))
         if route is None:
             self._send_json(404, _error(*E_NOT_FOUND))
+            return
+        outage = emu._outage_status(route.targets)
+        if outage is not None:
+            self._send(outage, _gateway_page(outage), "text/html")
             return
         if route.action == "token":
             self._token(body)
@@ -73,7 +81,7 @@ class _ApiHandler(_Handler):
         elif route.action == "status":
             self._status(route, query)
         else:
-            self._indicators(query)
+            self._indicators(route.indicator, query)
 
     def _rate_limited(self, status: int) -> None:
         self._send_json(status, _error(*E_RATE), headers=[("Retry-After", "1")])
@@ -151,6 +159,10 @@ class _ApiHandler(_Handler):
             self._send_json(200, _error(*E_PARAM))
             return
         job = self.emu._create_job(route.kind, route.logo, params)
+        gateway = self.emu._take_gateway_timeout()
+        if gateway is not None:  # the job exists and is billed, but the client only sees the gateway
+            self._send(gateway, _gateway_page(gateway), "text/html")
+            return
         self._send_json(200, _ok({"job_id": job.job_id}))
 
     def _status(self, route: _Route, query: dict[str, list[str]]) -> None:
@@ -162,14 +174,16 @@ class _ApiHandler(_Handler):
             self._send_json(200, _error(*E_PARAM))
             return
         status, queue_num = emu._job_state(job)
-        data: dict[str, Any] = {"job_id": job.job_id, "queue_num": queue_num, "job_status": status}
+        # echo_wrong_job_id: the id as a double round trip leaves it, as PatSnap's own docs show it.
+        echoed = _double_round_trip(job.job_id) if emu.echo_wrong_job_id else job.job_id
+        data: dict[str, Any] = {"job_id": echoed, "queue_num": queue_num, "job_status": status}
         if status == 2:
             data["download_url"] = emu._signed_url(job)
         elif status == 3:
             data["abnormal_cause"] = ABNORMAL_CAUSE
         self._send_json(200, _ok(data))
 
-    def _indicators(self, query: dict[str, list[str]]) -> None:
+    def _indicators(self, name: str, query: dict[str, list[str]]) -> None:
         numbers = _split_list(_first(query, "patent_number"))
         ids = _split_list(_first(query, "patent_id"))
         if (not numbers and not ids) or len(numbers) > MAX_BATCH or len(ids) > MAX_BATCH:
@@ -183,9 +197,11 @@ class _ApiHandler(_Handler):
             resolved = _number_for_patent_id(patent_id)
             if resolved is not None and _known_patent_number(resolved):
                 records.append({"pn": resolved, "patent_id": patent_id})
+        _, path, wrapper = INDICATORS[name]
+        values = INDICATOR_VALUES[name]
         for record in records:
-            record["patsnap_legal_value"] = _legal_value(record["pn"])
-        self.emu._bump("billable_units", len(records))
+            record[wrapper] = values(record["pn"])
+        self.emu._bill(path, len(records))  # once per result returned
         self._send_json(200, _ok(records))
 
 

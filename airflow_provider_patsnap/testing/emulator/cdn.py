@@ -18,6 +18,15 @@ def _cos_error(code: str, message: str) -> bytes:
     ).encode()
 
 
+# COS error codes for the statuses an outage window may answer (anything else: InternalError).
+_COS_OUTAGE_ERRORS = {
+    502: ("BadGateway", "Bad gateway, please try again later."),
+    503: ("ServiceUnavailable", "Service is unavailable. Please retry."),
+    504: ("GatewayTimeout", "Gateway timeout, please try again later."),
+}
+_COS_INTERNAL_ERROR = ("InternalError", "We encountered an internal error. Please try again.")
+
+
 class _CdnHandler(_Handler):
     """The download host serving COS-style query-string-signed links."""
 
@@ -29,6 +38,10 @@ class _CdnHandler(_Handler):
     def dispatch(self, body: bytes) -> None:
         emu = self.emu
         emu._count_call(f"{self.command} /download")
+        outage = emu._outage_status(("cdn",))
+        if outage is not None:
+            self._xml(outage, *_COS_OUTAGE_ERRORS.get(outage, _COS_INTERNAL_ERROR))
+            return
         if self.command not in ("GET", "HEAD"):
             self._xml(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
             return
@@ -75,8 +88,8 @@ class _CdnHandler(_Handler):
             if bandwidth:
                 # Pace to a real link's speed: a CDN, not loopback memory copies.
                 ahead = written / bandwidth - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
+                if ahead > 0 and emu._stopping.wait(ahead):
+                    raise ConnectionAbortedError("the emulator is stopping")
             chunk = block[: limit - written]
             written += len(chunk)
             done = written >= limit

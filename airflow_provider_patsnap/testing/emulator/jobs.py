@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import KIND_IDENTIFIERS, MEDIA_TYPES, REPORT_TITLES
+from .protocol import KIND_IDENTIFIERS, MEDIA_TYPES, REPORT_CODES, REPORT_TITLES, _create_path
 from .reports import _build_docx, _build_pdf, _ReportFile
+from .stats import _Counters
 
 
 @dataclass
@@ -46,13 +47,19 @@ class _Job:
                 return labels[key], str(self.params[key])
         return "Subject", ""
 
+    @property
+    def billing_subject(self) -> str:
+        """What the job is a report on, readably: ``"R002 patent_number=CN108977442B"``."""
+        given = [f"{key}={self.params[key]}" for key in KIND_IDENTIFIERS[self.kind] if self.params.get(key)]
+        return f"{REPORT_CODES[self.kind]} {', '.join(given)}"
+
 
 def _safe_name(value: str, job_id: int) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", value).strip("_-")[:80]
     return cleaned or f"report_{job_id}"
 
 
-class _JobBook:
+class _JobBook(_Counters):
     """The jobs half of :class:`PatsnapEmulator` (a mixin: the state it uses is set up there)."""
 
     _lock: threading.RLock
@@ -67,6 +74,7 @@ class _JobBook:
     report_size: int | None
     truncate_downloads: int
     truncate_first_download: bool
+    colliding_file_names: bool
 
     def _next_job_id(self) -> int:
         while True:
@@ -84,7 +92,7 @@ class _JobBook:
         with self._lock:
             job_id = self._next_job_id()
             name = _safe_name(identifiers[0], job_id)
-            filename = f"{name}_{stamp:%Y_%m_%d}.{ext}"
+            filename = f"report.{ext}" if self.colliding_file_names else f"{name}_{stamp:%Y_%m_%d}.{ext}"
             job = _Job(
                 job_id=job_id,
                 kind=kind,
@@ -101,7 +109,9 @@ class _JobBook:
             self._jobs[str(job_id)] = job
             self._stats["creates"] += 1
             self._stats["creates_by_kind"][kind] += 1
-            self._stats["billable_units"] += 1
+            by_subject = self._stats["creates_by_subject"]
+            by_subject[job.billing_subject] = by_subject.get(job.billing_subject, 0) + 1
+            self._bill(_create_path(kind, logo), 1)
         return job
 
     def _find_job(self, job_id: str) -> _Job | None:

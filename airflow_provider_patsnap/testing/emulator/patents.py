@@ -1,24 +1,12 @@
-"""Deterministic patent data: reversible patent ids (any process can resolve an id to its number),
-which patent numbers are known, and their legal indicators (P037)."""
+"""Deterministic patent identity: reversible patent ids (any process can resolve an id to its number)
+and which patent numbers are known (the indicator values themselves are in ``indicators.py``)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import threading
-from typing import Any
 
-LEGAL_STATUSES = (
-    "Published",
-    "Examining",
-    "Granted",
-    "Abandoned",
-    "Withdrawn",
-    "Expired",
-    "Non-Payment",
-    "Ceased",
-)
-LITIGATION_COUNTRIES = ("US", "CN", "DE", "JP", "EP", "KR", "GB", "FR")
 PATENT_NUMBER_RE = re.compile(r"^[A-Z]{2}\d{4,}[A-Z]?\d?$")
 PATENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -86,25 +74,3 @@ def _number_for_patent_id(patent_id: str) -> str | None:
 
 def _known_patent_number(number: str) -> bool:
     return "UNKNOWN" not in number.upper() and bool(PATENT_NUMBER_RE.match(number))
-
-
-def _legal_value(number: str) -> dict[str, Any]:
-    h = hashlib.sha256(b"legal:" + number.encode("utf-8")).digest()
-    status = LEGAL_STATUSES[h[0] % len(LEGAL_STATUSES)]
-    litigation_no = h[2] % 6 if h[2] % 3 == 0 else 0
-    n_countries = len(LITIGATION_COUNTRIES)
-    countries = [LITIGATION_COUNTRIES[(h[13] + i) % n_countries] for i in range(min(litigation_no, 3))]
-    return {
-        "granted_no": h[1] % 12 + (1 if status == "Granted" else 0),
-        "legal_status": status,
-        "litigation_no": litigation_no,
-        "patent_age_day": 30 + int.from_bytes(h[3:5], "big") % 7300,
-        "invalid_fail_no": h[5] % 3,
-        "grant_waiting_day": int.from_bytes(h[6:8], "big") % 1500,
-        "has_reexam_invalid": "TRUE" if h[8] % 4 == 0 else "FALSE",
-        "invalid_success_no": h[9] % 2,
-        "litigation_country": countries,
-        "in_application_ratio": round(h[10] / 255, 4),
-        "remaining_time_ratio": round(h[11] / 255, 4),
-        "avg_originality_index": round(h[12] / 255 * 2, 4),
-    }

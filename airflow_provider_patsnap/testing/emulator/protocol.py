@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -46,6 +47,26 @@ E_BAD_REQUEST = (68300007, "Bad request!")
 E_SERVICE = (68300008, "Service error, please try again later!")
 
 GATEWAY_503_HTML = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
+# nginx's spelling of the reason phrases it puts on its own error pages.
+_NGINX_PHRASES = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+}
+
+
+def _gateway_page(status: int) -> bytes:
+    """An nginx-style HTML error page, as a gateway in front of the API answers on its own."""
+    try:
+        phrase = _NGINX_PHRASES.get(status) or HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    title = f"{status} {phrase}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    ).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -53,10 +74,29 @@ class _Route:
     action: str  # "token" | "create" | "status" | "indicators"
     kind: str = ""
     logo: bool = True
+    indicator: str = ""  # for "indicators": a key of INDICATORS
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The outage targets a call to this route counts toward."""
+        return (self.action, self.indicator) if self.indicator else (self.action,)
 
 
 R001_BASE = "/innovation/company-report"
 R002_BASE = "/patent-valuation-data/patent-report"
+VALUATION_BASE = "/patent-valuation-data"
+# Batch indicators (P035-P040): name -> (code, path, wrapper object in each item of `data`).
+INDICATORS: dict[str, tuple[str, str, str]] = {
+    "valuation": ("P035", VALUATION_BASE + "/patent_valuation", "patsnap_patent_valuation"),
+    "technology": ("P036", VALUATION_BASE + "/technology_indicators", "patsnap_technology_value"),
+    "legal": ("P037", VALUATION_BASE + "/legal_indicators", "patsnap_legal_value"),
+    "market": ("P038", VALUATION_BASE + "/market_indicators", "patsnap_market_value"),
+    "strategic": ("P039", VALUATION_BASE + "/strategic_indicators", "patsnap_strategic_value"),
+    "economic": ("P040", VALUATION_BASE + "/economic_indicators", "patsnap_economy_value"),  # sic: "economy"
+}
+REPORT_CODES = {ENTERPRISE: "R001", PATENT_VALUE: "R002"}
+# Outage targets (see PatsnapEmulator.outage): an endpoint group, one indicator endpoint, or the CDN.
+OUTAGE_TARGETS = frozenset({"token", "create", "status", "indicators", "cdn", *INDICATORS})
 ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", "/oauth/token"): _Route("token"),
     ("POST", R001_BASE + "/task/create"): _Route("create", ENTERPRISE, True),
@@ -65,8 +105,20 @@ ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", R002_BASE + "/task/create"): _Route("create", PATENT_VALUE, True),
     ("POST", R002_BASE + "/task/create-no-logo"): _Route("create", PATENT_VALUE, False),
     ("GET", R002_BASE + "/job_id/status"): _Route("status", PATENT_VALUE),
-    ("GET", "/patent-valuation-data/legal_indicators"): _Route("indicators"),
+    **{("GET", path): _Route("indicators", indicator=name) for name, (_, path, _) in INDICATORS.items()},
 }
+
+
+def _create_path(kind: str, logo: bool) -> str:
+    """The create endpoint a job of this kind and logo variant came from (the billing key)."""
+    base = R001_BASE if kind == ENTERPRISE else R002_BASE
+    return base + ("/task/create" if logo else "/task/create-no-logo")
+
+
+def _double_round_trip(job_id: int) -> int:
+    """A job id as a double-based JSON stack echoes it (``int(float(id))``), never the id itself."""
+    echoed = int(float(job_id))
+    return echoed + 1 if echoed == job_id else echoed
 
 
 def _ok(data: Any) -> dict[str, Any]:

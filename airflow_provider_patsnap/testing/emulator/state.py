@@ -1,57 +1,64 @@
-"""The emulator object: lifecycle, knobs, addresses, stats, tokens, rate limits, faults, link signing."""
+"""The emulator object: lifecycle, knobs, addresses, inspection (the rest is in its mixins)."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import hmac
 import json
-import math
 import random
-import re
 import secrets
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import quote, urlencode
 
+from .access import _AccessBook
 from .api import _ApiHandler
 from .cdn import _CdnHandler
+from .faults import _FaultBook, _Outage
 from .jobs import _Job, _JobBook
+from .links import _LinkSigner
 from .patents import _patent_id_for
-from .protocol import COS_ACCESS_KEY, ENTERPRISE, FIRST_JOB_ID, HOST, MEDIA_TYPES, PATENT_VALUE
+from .protocol import FIRST_JOB_ID, HOST, MEDIA_TYPES
 from .reports import _ReportFile
 from .server import _Server
+from .stats import _empty_stats
 
 
-def _empty_stats() -> dict[str, Any]:
-    return {
-        "calls": {},
-        "tokens_issued": 0,
-        "creates": 0,
-        "creates_by_kind": {ENTERPRISE: 0, PATENT_VALUE: 0},
-        "status_polls": 0,
-        "downloads_started": 0,
-        "downloads_completed": 0,
-        "bytes_served": 0,
-        "billable_units": 0,
-        "faults": 0,
-        "rate_limited": 0,
-        "auth_rejected": 0,
-        "rejected_auth_header_downloads": 0,
-        "internal_errors": 0,
-    }
-
-
-class PatsnapEmulator(_JobBook):
+class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
     """A local PatSnap Open Platform (API + download CDN) on 127.0.0.1, for tests, demos and CI.
 
     Use it as a context manager (``with PatsnapEmulator() as emu: ...``) or call :meth:`start`
-    and :meth:`stop`. The fault knobs (``fault_rate``, ``qps_limit``, ``latency``,
-    ``truncate_downloads``, ``truncate_first_download``, ``job_seconds``, ``token_ttl``,
-    ``link_ttl``, ``report_size``) are plain attributes and may be changed while it runs.
+    and :meth:`stop`. Endpoints: OAuth token; R001/R002 create (logo and no-logo) and status;
+    P035-P040 batch indicators; a separate CDN listener for the signed download links.
+
+    Knobs: plain attributes (each also a keyword of the constructor) that may be changed while it runs:
+
+    * ``job_seconds`` (2.0): report generation time; ``fail_identifiers``: identifiers whose report
+      fails (status 3), as does any identifier containing ``FAIL``.
+    * ``token_ttl`` (1800 s), ``link_ttl`` (7 days): OAuth token and signed link lifetimes.
+    * ``single_active_token`` (False): issuing a token to a client revokes that client's earlier
+      tokens (calls with them get 67200003), as PatSnap does.
+    * ``qps_limit`` (None) per credential, answered 67200002 with ``rate_limit_http_status`` (429).
+    * ``fault_rate`` (0.0): probability that an authenticated API call gets a transient fault
+      (68300008, an HTML 503 or a 429) instead of being served; drawn from ``seed``.
+    * ``latency`` (0.0): seconds added to every API answer.
+    * ``create_gateway_timeouts`` (0) and ``create_gateway_status`` (504): the next N report creates
+      (R001/R002, any logo variant) create and bill their job, then answer that status with an
+      nginx-style HTML gateway page (``text/html``) instead of the envelope; decremented per create.
+    * ``echo_wrong_job_id`` (False): the status endpoints answer with a ``job_id`` that went through
+      a double (``int(float(id))``, +1 should that equal the id); the rest of the answer is right.
+    * ``colliding_file_names`` (False): jobs created while it is on all download as ``report.pdf`` /
+      ``report.docx`` (link path and ``response-content-disposition``), so they collide in a folder.
+    * ``report_size`` (None): pad PDF reports to exactly this many bytes (generated lazily).
+    * ``cdn_bandwidth`` (None): bytes per second the CDN sends at (e.g. ``2 * 1024 * 1024``).
+    * ``truncate_downloads`` (0): the next N downloads stop at half of ``Content-Length``;
+      ``truncate_first_download`` (False): the first download of every job does.
+
+    Methods: :meth:`outage` / :meth:`end_outages` (timed outage windows per endpoint or the CDN),
+    :meth:`expire_tokens`, :attr:`stats` / :meth:`reset_stats` / :meth:`billed` (counters and
+    per-endpoint billing), :meth:`job` / :meth:`job_ids` / :meth:`report_bytes` (what was created).
     """
 
     def __init__(
@@ -71,6 +78,11 @@ class PatsnapEmulator(_JobBook):
         truncate_downloads: int = 0,
         truncate_first_download: bool = False,
         fail_identifiers: Iterable[str] = (),
+        create_gateway_timeouts: int = 0,
+        create_gateway_status: int = 504,
+        single_active_token: bool = False,
+        echo_wrong_job_id: bool = False,
+        colliding_file_names: bool = False,
         seed: int = 0,
         client_id: str | None = None,
         client_secret: str | None = None,
@@ -89,6 +101,11 @@ class PatsnapEmulator(_JobBook):
         self.truncate_downloads = truncate_downloads
         self.truncate_first_download = truncate_first_download
         self.fail_identifiers = frozenset(fail_identifiers)
+        self.create_gateway_timeouts = create_gateway_timeouts
+        self.create_gateway_status = create_gateway_status
+        self.single_active_token = single_active_token
+        self.echo_wrong_job_id = echo_wrong_job_id
+        self.colliding_file_names = colliding_file_names
         self.seed = seed
         self.client_id = client_id if client_id is not None else "emulator-client"
         self.client_secret = client_secret if client_secret is not None else secrets.token_urlsafe(24)
@@ -104,6 +121,7 @@ class PatsnapEmulator(_JobBook):
         self._stats = _empty_stats()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._windows: dict[str, deque[float]] = {}
+        self._outages: list[_Outage] = []
         self._jobs: dict[str, _Job] = {}
         self._files: dict[str, _ReportFile] = {}
         self._servers: list[_Server] = []
@@ -220,22 +238,6 @@ class PatsnapEmulator(_JobBook):
 
     # ----- inspection ----------------------------------------------------------------------
 
-    @property
-    def stats(self) -> dict[str, Any]:
-        """A snapshot of the counters (calls per endpoint, creates, billable units, faults...)."""
-        with self._lock:
-            return copy.deepcopy(self._stats)
-
-    def reset_stats(self) -> None:
-        """Zero every counter."""
-        with self._lock:
-            self._stats = _empty_stats()
-
-    def expire_tokens(self) -> None:
-        """Make every token issued so far expired from now on."""
-        with self._lock:
-            self._tokens = {token: (owner, -math.inf) for token, (owner, _) in self._tokens.items()}
-
     def job(self, job_id: str | int) -> dict[str, Any]:
         """Return what the emulator knows about a job (``KeyError`` for an unknown id)."""
         job = self._find_job(str(job_id))
@@ -286,106 +288,7 @@ class PatsnapEmulator(_JobBook):
 
     # ----- internals used by the handlers --------------------------------------------------
 
-    def _record_error(self, text: str) -> None:
-        with self._lock:
-            self.errors.append(text)
-            self._stats["internal_errors"] += 1
-
-    def _bump(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._stats[name] += amount
-
-    def _count_call(self, key: str) -> None:
-        with self._lock:
-            calls = self._stats["calls"]
-            calls[key] = calls.get(key, 0) + 1
-
     def _pause(self) -> None:
         delay = self.latency
         if delay and delay > 0:
             self._stopping.wait(delay)
-
-    def _valid_client(self, client_id: str, secret: str) -> bool:
-        return hmac.compare_digest(client_id.encode(), self.client_id.encode()) and hmac.compare_digest(
-            secret.encode(), self.client_secret.encode()
-        )
-
-    def _issue_token(self, owner: str) -> tuple[str, float]:
-        token = secrets.token_urlsafe(32)
-        ttl = float(self.token_ttl)
-        with self._lock:
-            self._tokens[token] = (owner, time.monotonic() + ttl)
-            self._stats["tokens_issued"] += 1
-        return token, ttl
-
-    def _token_owner(self, token: str) -> str | None:
-        with self._lock:
-            entry = self._tokens.get(token)
-        if entry is None or time.monotonic() >= entry[1]:
-            return None
-        return entry[0]
-
-    def _admit(self, credential: str) -> bool:
-        limit = self.qps_limit
-        if limit is None:
-            return True
-        now = time.monotonic()
-        with self._lock:
-            window = self._windows.setdefault(credential, deque())
-            while window and window[0] <= now - 1.0:
-                window.popleft()
-            if len(window) >= limit:
-                self._stats["rate_limited"] += 1
-                return False
-            window.append(now)
-            return True
-
-    def _draw_fault(self) -> str | None:
-        with self._lock:
-            rate = self.fault_rate
-            if not rate or rate <= 0 or self._fault_rng.random() >= rate:
-                return None
-            self._stats["faults"] += 1
-            return self._fault_rng.choice(("service_error", "gateway_503", "rate_limited"))
-
-    def _signature(self, path: str, sign_time: str, disposition: str) -> str:
-        sign_key = hmac.new(self._signing_key, sign_time.encode(), hashlib.sha1).hexdigest()
-        http_string = f"get\n{path}\nresponse-content-disposition={quote(disposition, safe='')}\nhost\n"
-        http_digest = hashlib.sha1(http_string.encode(), usedforsecurity=False).hexdigest()
-        string_to_sign = f"sha1\n{sign_time}\n{http_digest}\n"
-        return hmac.new(sign_key.encode(), string_to_sign.encode(), hashlib.sha1).hexdigest()
-
-    def _signed_url(self, job: _Job) -> str:
-        start = int(time.time())
-        end = int(start + float(self.link_ttl))
-        sign_time = f"{start};{end}"
-        disposition = f"attachment;filename*=UTF-8''{job.filename}"
-        sign = (
-            f"q-sign-algorithm=sha1&q-ak={COS_ACCESS_KEY}&q-sign-time={sign_time}&q-key-time={sign_time}"
-            f"&q-header-list=host&q-url-param-list=response-content-disposition"
-            f"&q-signature={self._signature(job.path, sign_time, disposition)}"
-        )
-        return (
-            f"{self.cdn_url}{job.path}?sign={quote(sign, safe='')}"
-            f"&response-content-disposition={quote(disposition, safe='')}"
-        )
-
-    def _verify_signature(self, path: str, sign: str, disposition: str) -> str:
-        """``"ok"``, ``"bad"`` (signature does not match) or ``"expired"``."""
-        fields = {key: values[0] for key, values in parse_qs(sign, keep_blank_values=True).items()}
-        sign_time = fields.get("q-sign-time", "")
-        if (
-            fields.get("q-sign-algorithm") != "sha1"
-            or fields.get("q-ak") != COS_ACCESS_KEY
-            or fields.get("q-key-time") != sign_time
-            or not re.fullmatch(r"\d{1,12};\d{1,12}", sign_time)
-        ):
-            return "bad"
-        expected = self._signature(path, sign_time, disposition)
-        if not hmac.compare_digest(expected, fields.get("q-signature", "")):
-            return "bad"
-        start, end = (int(part) for part in sign_time.split(";"))
-        now = time.time()
-        if now > end or now < start - 60:
-            return "expired"
-        return "ok"
