@@ -1,15 +1,22 @@
-"""PatsnapHook at the HTTP edge, with `responses`: exact request shapes, codes, retries, tokens."""
+"""hooks/patsnap.py at the HTTP edge, with `responses`: the hook's public surface (auth, request
+shapes, token refresh, retries as a caller sees them, P037 batching, input checks, test_connection).
+
+What each answer means is tested in test_envelope.py, the retry policy itself in test_retry.py, the
+call sequence without HTTP in test_core.py, and the transports in test_drivers.py.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
+from urllib3.exceptions import MaxRetryError, NameResolutionError
 
 from airflow_provider_patsnap.errors import (
     ERROR_CODES,
@@ -21,8 +28,8 @@ from airflow_provider_patsnap.errors import (
     PatsnapInputError,
     PatsnapPermanentError,
     PatsnapRateLimitError,
-    PatsnapResponseError,
     PatsnapRetryableError,
+    classify_code,
 )
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
@@ -33,17 +40,21 @@ from tests.support import (
     CLIENT_SECRET,
     P037,
     R001_CREATE,
+    R001_CREATE_NO_LOGO,
     R001_STATUS,
     R002_CREATE_NO_LOGO,
     R002_STATUS,
     TOKEN_URL,
     add_token,
     calls_to,
+    conn_json,
     envelope,
     query,
 )
 
 BIG_JOB_ID = 1579434053399035905  # > 2**53 and not representable as a double
+_DNS = NameResolutionError("patsnap.test", None, OSError("Name or service not known"))  # type: ignore[arg-type]
+DNS_FAILURE = requests.ConnectionError(MaxRetryError(None, R001_CREATE, reason=_DNS))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- authentication
@@ -144,8 +155,6 @@ def test_api_key_mode_uses_bearer_key_and_no_token_endpoint(api_key_conn: str) -
 
 @responses.activate
 def test_api_key_in_query_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support import conn_json
-
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(api_key=API_KEY, qps=0, api_key_in_query=True))
     responses.get(R002_STATUS, body=envelope({"job_id": "5", "job_status": 0}))
     PatsnapHook().get_report_job("patent_value", "5")
@@ -160,7 +169,74 @@ def test_api_key_refused_is_permanent_and_not_replayed(api_key_conn: str) -> Non
     assert len(responses.calls) == 1
 
 
-# --------------------------------------------------------------------------- retries
+# --------------------------------------------------------------------------- request shapes and job ids
+
+
+@responses.activate
+def test_big_job_id_keeps_every_digit_both_ways(oauth_conn: str) -> None:
+    add_token(responses.mock)
+    raw = f'{{"data": {{"job_id": {BIG_JOB_ID}}}, "status": true, "error_code": 0}}'
+    responses.post(R002_CREATE_NO_LOGO, body=raw)
+    responses.get(
+        R002_STATUS,
+        body=f'{{"data": {{"job_id": {BIG_JOB_ID}, "job_status": 0}}, "status": true, "error_code": 0}}',
+    )
+    hook = PatsnapHook()
+
+    job_id = hook.create_patent_value_report(patent_number="CN108977442B")
+    job = hook.get_report_job("patent_value", job_id)
+
+    assert job_id == "1579434053399035905"
+    assert job.job_id == "1579434053399035905"
+    assert query(calls_to(responses.mock, R002_STATUS)[0])["job_id"] == ["1579434053399035905"]
+    create_body = json.loads(calls_to(responses.mock, R002_CREATE_NO_LOGO)[0].request.body)
+    assert create_body == {"report_type": "pdf", "patent_number": "CN108977442B"}
+
+
+@responses.activate
+def test_enterprise_create_sends_the_checked_identifiers(api_key_conn: str) -> None:
+    responses.post(R001_CREATE_NO_LOGO, body=envelope({"job_id": "12"}))
+
+    job_id = PatsnapHook().create_enterprise_report(
+        report_type=" WORD ", company_name="  ACME Ltd ", credit_code="91350100m000100y43", org_number=" ", logo=False
+    )
+
+    assert job_id == "12"
+    (call,) = responses.calls
+    assert call.request.method == "POST" and call.request.headers["Content-Type"] == "application/json"
+    assert json.loads(call.request.body) == {
+        "report_type": "word",
+        "company_name": "ACME Ltd",
+        "credit_code": "91350100M000100Y43",
+    }
+
+
+@pytest.mark.parametrize("data", [{"job_id": None}, {"job_id": ""}, {"job_id": True}, {}, None, ["1"]])
+@responses.activate
+def test_a_create_answer_without_a_usable_job_id_is_ambiguous(api_key_conn: str, data: object) -> None:
+    responses.post(R001_CREATE, body=envelope(data))
+    with pytest.raises(PatsnapAmbiguousCreateError, match="sent no usable job_id") as info:
+        PatsnapHook().create_enterprise_report(company_name="ACME")
+    assert "before re-running" in str(info.value).lower()
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_floating_point_job_id_from_patsnap_is_ambiguous_not_rounded(api_key_conn: str) -> None:
+    responses.post(R001_CREATE, body='{"data": {"job_id": 1.579434053399036e18}, "status": true, "error_code": 0}')
+    with pytest.raises(PatsnapAmbiguousCreateError, match="no usable job_id"):
+        PatsnapHook().create_enterprise_report(company_name="ACME")
+
+
+@responses.activate
+def test_the_job_status_call_returns_the_job(api_key_conn: str) -> None:
+    responses.get(R002_STATUS, body=envelope({"job_id": "5", "job_status": 1, "queue_num": 2}))
+    job = PatsnapHook().get_report_job(" Patent_Value ", 5)
+    assert (job.job_id, job.status, job.queue_num) == ("5", JobStatus.EXPORTING, 2)
+    assert query(responses.calls[0])["job_id"] == ["5"]
+
+
+# --------------------------------------------------------------------------- retries, as a caller sees them
 
 
 @responses.activate
@@ -178,7 +254,7 @@ def test_transient_error_is_retried_until_success(oauth_conn: str, sleeps: list[
 
 
 @responses.activate
-def test_retry_budget_is_bounded_by_max_retries(oauth_conn: str, sleeps: list[float]) -> None:
+def test_the_hooks_max_retries_overrides_the_connections(oauth_conn: str, sleeps: list[float]) -> None:
     add_token(responses.mock)
     responses.get(R001_STATUS, body=envelope(code=68300008))
 
@@ -188,23 +264,12 @@ def test_retry_budget_is_bounded_by_max_retries(oauth_conn: str, sleeps: list[fl
 
 
 @responses.activate
-def test_retry_after_is_honoured(oauth_conn: str, sleeps: list[float]) -> None:
+def test_non_json_success_body_is_a_transient_read_error(oauth_conn: str, sleeps: list[float]) -> None:
     add_token(responses.mock)
-    responses.get(R001_STATUS, status=429, headers={"Retry-After": "7"}, body=envelope(code=67200002))
-    responses.get(R001_STATUS, body=envelope({"job_id": "9", "job_status": 0}))
-
-    PatsnapHook().get_report_job("enterprise", "9")
-
-    assert sleeps == [7.0]  # the connection's own backoff cap is 0.01 s: the server's word wins
-
-
-@responses.activate
-def test_limited_retry_codes_get_at_most_two_attempts(oauth_conn: str, sleeps: list[float]) -> None:
-    add_token(responses.mock)
-    responses.get(R001_STATUS, body=envelope(code=68300005))
-    with pytest.raises(PatsnapRetryableError):
-        PatsnapHook(max_retries=5).get_report_job("enterprise", "9")
-    assert len(calls_to(responses.mock, R001_STATUS)) == 2
+    responses.get(R001_STATUS, body="<html>maintenance</html>", content_type="text/html")
+    with pytest.raises(PatsnapRetryableError, match="HTML page"):
+        PatsnapHook().get_report_job("enterprise", "1")
+    assert len(calls_to(responses.mock, R001_STATUS)) == 4  # a WAF or maintenance page passes: retried
 
 
 @pytest.mark.parametrize(
@@ -214,6 +279,7 @@ def test_limited_retry_codes_get_at_most_two_attempts(oauth_conn: str, sleeps: l
         ({"body": envelope(code=68300008)}, True),  # "try again later": not run
         ({"body": "<html>unavailable</html>", "status": 503, "content_type": "text/html"}, True),
         ({"body": envelope(code=0), "status": 503}, True),  # unavailable, whatever the body
+        ({"body": DNS_FAILURE}, True),  # DNS failed: nothing was sent
         ({"body": "<html>bad gateway</html>", "status": 502, "content_type": "text/html"}, False),
         ({"body": "<html>gateway timeout</html>", "status": 504, "content_type": "text/html"}, False),
         ({"body": envelope(code=68300005)}, False),  # may have run
@@ -274,64 +340,11 @@ def test_permanent_error_raises_at_once(oauth_conn: str, sleeps: list[float]) ->
     assert sleeps == []
 
 
-# --------------------------------------------------------------------------- envelope and job ids
-
-
-@responses.activate
-def test_big_job_id_keeps_every_digit_both_ways(oauth_conn: str) -> None:
-    add_token(responses.mock)
-    raw = f'{{"data": {{"job_id": {BIG_JOB_ID}}}, "status": true, "error_code": 0}}'
-    responses.post(R002_CREATE_NO_LOGO, body=raw)
-    responses.get(
-        R002_STATUS,
-        body=f'{{"data": {{"job_id": {BIG_JOB_ID}, "job_status": 0}}, "status": true, "error_code": 0}}',
-    )
-    hook = PatsnapHook()
-
-    job_id = hook.create_patent_value_report(patent_number="CN108977442B")
-    job = hook.get_report_job("patent_value", job_id)
-
-    assert job_id == "1579434053399035905"
-    assert job.job_id == "1579434053399035905"
-    assert query(calls_to(responses.mock, R002_STATUS)[0])["job_id"] == ["1579434053399035905"]
-    create_body = json.loads(calls_to(responses.mock, R002_CREATE_NO_LOGO)[0].request.body)
-    assert create_body == {"report_type": "pdf", "patent_number": "CN108977442B"}
-
-
-@responses.activate
-def test_non_json_success_body_is_a_transient_read_error(oauth_conn: str, sleeps: list[float]) -> None:
-    add_token(responses.mock)
-    responses.get(R001_STATUS, body="<html>maintenance</html>", content_type="text/html")
-    with pytest.raises(PatsnapRetryableError, match="HTML page"):
-        PatsnapHook().get_report_job("enterprise", "1")
-    assert len(calls_to(responses.mock, R001_STATUS)) == 4  # a WAF or maintenance page passes: retried
-
-
-@responses.activate
-def test_gateway_html_after_retries_names_the_page(oauth_conn: str, sleeps: list[float]) -> None:
-    add_token(responses.mock)
-    responses.get(R001_STATUS, status=503, body="<html>down</html>", content_type="text/html")
-    with pytest.raises(PatsnapRetryableError, match=r"HTTP 503.*HTML page"):
-        PatsnapHook().get_report_job("enterprise", "1")
-
-
-@responses.activate
-def test_unknown_status_and_missing_link_are_clear_errors(oauth_conn: str) -> None:
-    add_token(responses.mock)
-    responses.get(R001_STATUS, body=envelope({"job_id": "1", "job_status": 9}))
-    responses.get(R001_STATUS, body=envelope({"job_id": "1", "job_status": 2}))
-    hook = PatsnapHook()
-    with pytest.raises(PatsnapResponseError, match="unknown job_status 9"):
-        hook.get_report_job("enterprise", "1")
-    with pytest.raises(PatsnapResponseError, match="no download_url"):
-        hook.get_report_job("enterprise", "1")
-
-
-@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+@pytest.mark.parametrize("code", [*sorted(ERROR_CODES), 68300009])  # and one undocumented code
 @responses.activate
 def test_every_error_code_maps_to_its_class(api_key_conn: str, sleeps: list[float], code: int) -> None:
     responses.get(R001_STATUS, body=envelope(code=code, msg="from PatSnap"))
-    row = ERROR_CODES[code]
+    row = classify_code(code)
     with pytest.raises(PatsnapError) as info:
         PatsnapHook(max_retries=3).get_report_job("enterprise", "1")
     exc = info.value
@@ -341,18 +354,20 @@ def test_every_error_code_maps_to_its_class(api_key_conn: str, sleeps: list[floa
         assert isinstance(exc, PatsnapRetryableError) and calls == 4
     elif row.error_class is ErrorClass.RETRY_LIMITED:
         assert isinstance(exc, PatsnapRetryableError) and calls == 2
-    else:  # permanent, or a token error in API-key mode (nothing to refresh)
+    else:  # permanent (unknown codes too), or a token error in API-key mode (nothing to refresh)
         assert isinstance(exc, PatsnapPermanentError) and calls == 1
     if code == 67200002:
         assert isinstance(exc, PatsnapRateLimitError)
 
 
 @responses.activate
-def test_unknown_error_code_is_permanent(api_key_conn: str) -> None:
-    responses.get(R001_STATUS, body=envelope(code=68300009))
-    with pytest.raises(PatsnapPermanentError, match="68300009"):
-        PatsnapHook().get_report_job("enterprise", "1")
-    assert len(responses.calls) == 1
+def test_download_does_not_multiply_status_retries(oauth_conn: str, sleeps: list[float], tmp_path: Path) -> None:
+    add_token(responses.mock)
+    responses.get(R001_STATUS, status=503, body="<html>down</html>", content_type="text/html")
+
+    with pytest.raises(PatsnapRetryableError, match="HTTP 503"):
+        PatsnapHook(max_retries=3).download_report("enterprise", "1", f"{tmp_path}/")
+    assert len(calls_to(responses.mock, R001_STATUS)) == 4  # one policy's worth, not 4 x 4
 
 
 # --------------------------------------------------------------------------- P037 batching
@@ -396,6 +411,56 @@ def test_legal_indicators_unknown_patents_are_absent(api_key_conn: str) -> None:
     assert [r["pn"] for r in records] == ["CN1A"]
 
 
+@pytest.mark.parametrize("data", [{"pn": "CN1A"}, "CN1A"])
+@responses.activate
+def test_legal_indicators_data_that_is_not_a_list_is_a_permanent_error(api_key_conn: str, data: object) -> None:
+    responses.get(P037, body=envelope(data))
+    with pytest.raises(PatsnapPermanentError, match="expected a list of indicator records"):
+        PatsnapHook().get_legal_indicators(patent_numbers=["CN1A"])
+
+
+@responses.activate
+def test_legal_indicators_no_data_is_no_records(api_key_conn: str) -> None:
+    responses.get(P037, body=envelope(None))
+    assert PatsnapHook().get_legal_indicators(patent_ids="id-1") == []
+    assert query(responses.calls[0]) == {"patent_id": ["id-1"]}
+
+
+# --------------------------------------------------------------------------- input checked before any call
+# (the checks themselves, case by case, are in test_validation.py, test_models.py and test_storage.py)
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda h, _: h.create_enterprise_report(report_type="xlsx", company_name="A"), "report_type"),
+        (lambda h, _: h.create_enterprise_report(), "company_name"),
+        (lambda h, _: h.create_enterprise_report(company_name="   "), "company_name"),
+        (lambda h, _: h.create_enterprise_report(credit_code="91350100M000100Y44"), "credit_code"),
+        (lambda h, _: h.create_enterprise_report(credit_code="9135010"), "credit_code"),
+        (lambda h, _: h.create_enterprise_report(credit_code="91350100M000100YI3"), "credit_code"),
+        (lambda h, _: h.create_enterprise_report(company_name="A", credit_code="91350100M000100Y44"), "credit_code"),
+        (lambda h, _: h.create_patent_value_report(), "patent_number"),
+        (lambda h, _: h.create_patent_value_report(patent_id="x", patent_number="CN1"), "patent_number"),
+        (lambda h, _: h.create_patent_value_report(report_type="docx", patent_number="CN1"), "report_type"),
+        (lambda h, _: h.get_report_job("bogus", "1"), "report_kind"),
+        (lambda h, _: h.get_report_job("enterprise", 1.579434053399036e18), "job_id"),
+        (lambda h, _: h.get_report_job("enterprise", " "), "job_id"),
+        (lambda h, tmp: h.download_report("R001", "1", f"{tmp}/"), "report_kind"),
+        (lambda h, tmp: h.download_report("enterprise", 1.5e18, f"{tmp}/"), "job_id"),
+        (lambda h, _: h.download_report("enterprise", "1", "  "), "destination"),
+        (lambda h, tmp: h.download_report("enterprise", "1", str(tmp)), "destination"),  # existing folder, no '/'
+        (lambda h, _: h.get_legal_indicators(patent_numbers=["CN1A,CN2A"]), "patent_numbers"),
+    ],
+)
+def test_bad_input_is_rejected_before_any_call(api_key_conn: str, tmp_path: Path, call, parameter: str) -> None:
+    with responses.RequestsMock() as rsps, pytest.raises(PatsnapInputError) as info:
+        call(PatsnapHook(), tmp_path)
+    assert info.value.parameter == parameter
+    assert str(info.value).startswith(f"{parameter}: ")
+    assert len(rsps.calls) == 0
+
+
 @pytest.mark.parametrize("value", [[], None, ["  "], "", ["CN1A", ""]])
 def test_legal_indicators_reject_empty_input_before_any_call(api_key_conn: str, value: object) -> None:
     with responses.RequestsMock() as rsps, pytest.raises(PatsnapInputError, match="patent_numbers"):
@@ -403,61 +468,13 @@ def test_legal_indicators_reject_empty_input_before_any_call(api_key_conn: str, 
     assert len(rsps.calls) == 0
 
 
-# --------------------------------------------------------------------------- validation and safety
-
-
-@pytest.mark.parametrize(
-    ("call", "parameter"),
-    [
-        (lambda h: h.create_enterprise_report(report_type="xlsx", company_name="A"), "report_type"),
-        (lambda h: h.create_enterprise_report(), "company_name"),
-        (lambda h: h.create_enterprise_report(company_name="   "), "company_name"),
-        (lambda h: h.create_enterprise_report(credit_code="91350100M000100Y44"), "credit_code"),
-        (lambda h: h.create_enterprise_report(credit_code="9135010"), "credit_code"),
-        (lambda h: h.create_enterprise_report(credit_code="91350100M000100YI3"), "credit_code"),
-        (lambda h: h.create_patent_value_report(), "patent_number"),
-        (lambda h: h.create_patent_value_report(patent_id="x", patent_number="CN1"), "patent_number"),
-        (lambda h: h.get_report_job("bogus", "1"), "report_kind"),
-        (lambda h: h.get_report_job("enterprise", 1.579434053399036e18), "job_id"),
-        (lambda h: h.get_report_job("enterprise", " "), "job_id"),
-    ],
-)
-def test_bad_input_is_rejected_before_any_call(api_key_conn: str, call, parameter: str) -> None:
-    with responses.RequestsMock() as rsps, pytest.raises(PatsnapInputError) as info:
-        call(PatsnapHook())
-    assert info.value.parameter == parameter
-    assert str(info.value).startswith(f"{parameter}: ")
-    assert len(rsps.calls) == 0
-
-
-def test_valid_credit_code_passes() -> None:
-    from airflow_provider_patsnap.validation import credit_code
-
-    assert credit_code(" 91350100m000100y43 ") == "91350100M000100Y43"
-
-
-@pytest.mark.parametrize("host", ["http://connect.patsnap.com", "http://10.0.0.5:8080", "ftp://x"])
-def test_plain_http_is_refused_except_loopback(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
-    from tests.support import conn_json
-
-    monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(host))
-    with pytest.raises(PatsnapInputError, match="host"):
-        PatsnapHook().config  # noqa: B018
-
-
-def test_loopback_http_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support import conn_json
-
-    monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json("http://127.0.0.1:8089"))
-    assert PatsnapHook().config.base_url == "http://127.0.0.1:8089"
+# --------------------------------------------------------------------------- secrets
 
 
 @responses.activate
 def test_secrets_stay_out_of_logs_and_errors(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, sleeps: list[float]
 ) -> None:
-    from tests.support import conn_json
-
     monkeypatch.setenv(
         "AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(qps=0, max_retries=1, retry_wait_min=0.001, retry_wait_max=0.01)
     )
@@ -482,13 +499,14 @@ def test_secrets_stay_out_of_logs_and_errors(
 
 @responses.activate
 def test_api_key_never_echoed_from_a_transport_error(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
-    from tests.support import conn_json
-
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(api_key=API_KEY, qps=0, api_key_in_query=True))
     responses.get(R001_STATUS, body=requests.ConnectionError(f"failed for {R001_STATUS}?apikey={API_KEY}"))
     with pytest.raises(PatsnapError) as info:
         PatsnapHook(max_retries=0).get_report_job("enterprise", "1")
     assert API_KEY not in str(info.value) and API_KEY not in repr(info.value)
+
+
+# --------------------------------------------------------------------------- test_connection
 
 
 @responses.activate
@@ -508,3 +526,11 @@ def test_test_connection_api_key_mode_accepts_invalid_parameter(api_key_conn: st
     assert PatsnapHook().test_connection()[0] is True
     responses.replace(responses.GET, R001_STATUS, body=envelope(code=67200202))
     assert PatsnapHook().test_connection()[0] is False
+
+
+def test_test_connection_reports_a_bad_connection_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json("http://connect.patsnap.com"))
+    with responses.RequestsMock() as rsps:
+        ok, message = PatsnapHook().test_connection()
+        assert len(rsps.calls) == 0
+    assert not ok and message.startswith("host: ")
