@@ -108,8 +108,11 @@ class ReportJob:
         job_id = requested_job_id if raw_id is None else _response_job_id(raw_id, endpoint)
         queue = data.get("queue_num")
         url = data.get("download_url") or None
-        if status is JobStatus.SUCCEEDED and not url:
-            raise PatsnapResponseError(f"job {job_id} succeeded but PatSnap sent no download_url", endpoint=endpoint)
+        if status is JobStatus.SUCCEEDED and not isinstance(url, str):
+            raise PatsnapResponseError(
+                f"job {job_id} succeeded but PatSnap sent no usable download_url ({type(url).__name__})",
+                endpoint=endpoint,
+            )
         return cls(
             job_id=job_id,
             report_kind=report_kind,

@@ -87,7 +87,7 @@ def patent_list(parameter: str, values: Any) -> list[str]:
     if isinstance(values, str):
         # A single comma-separated string is a common way to pass a list through templating.
         values = values.split(",")
-    if not isinstance(values, Iterable):
+    if not isinstance(values, Iterable) or isinstance(values, (bytes, bytearray, dict)):
         raise PatsnapInputError(parameter, f"must be a list of strings, got {type(values).__name__}")
     out: list[str] = []
     seen: set[str] = set()

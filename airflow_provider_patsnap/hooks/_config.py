@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +47,7 @@ class PatsnapConfig:
     def principal(self) -> str:
         """Who the calls are billed to, for keying caches (never the secret itself)."""
         if self.api_key:
-            return f"api-key:{self.api_key[:6]}...{len(self.api_key)}"
+            return "api-key:" + hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
         return f"client:{self.client_id}"
 
 
@@ -53,6 +55,8 @@ def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str
     """``https://host[:port]``; plain ``http`` is accepted only for loopback (the emulator)."""
     raw = (host or "").strip() or DEFAULT_HOST
     if "://" not in raw:
+        if _is_bare_ipv6(raw):
+            raw = f"[{raw}]"
         raw = f"{(scheme or 'https').strip().lower()}://{raw}"
     refusal = url_refusal(raw)
     if refusal:
@@ -60,10 +64,20 @@ def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str
     parts = urlsplit(raw)
     hostname = parts.hostname or ""
     netloc = hostname if ":" not in hostname else f"[{hostname}]"
-    effective_port = parts.port or port
+    try:
+        effective_port = parts.port or port
+    except ValueError:
+        raise PatsnapInputError("host", f"{raw!r} has an invalid port; use e.g. {DEFAULT_HOST}:443") from None
     if effective_port:
         netloc = f"{netloc}:{effective_port}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _is_bare_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 def _number(extra: dict[str, Any], name: str, default: float | None, cast: type = float) -> Any:

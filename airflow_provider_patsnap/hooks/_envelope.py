@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -11,6 +12,7 @@ from typing import Any
 
 from airflow_provider_patsnap.errors import (
     CLIENT_REFUSED,
+    PatsnapAuthError,
     PatsnapError,
     PatsnapResponseError,
     PatsnapTokenError,
@@ -21,6 +23,9 @@ from airflow_provider_patsnap.errors import (
 )
 
 _NOT_JSON = object()
+#: PatSnap documents 30-minute tokens; used when the token answer's lifetime is missing or absurd.
+DEFAULT_TOKEN_LIFETIME = 1800.0
+MAX_TOKEN_LIFETIME = 24 * 3600.0
 #: Longest Retry-After the hook will honour; beyond it, the normal backoff cap applies.
 MAX_RETRY_AFTER = 300.0
 
@@ -38,6 +43,8 @@ def parse_retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError):
             return None
         seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
@@ -133,15 +140,17 @@ def parse_token_response(
             token = payload["data"].get("token")
         if isinstance(token, str) and token:
             try:
-                expires_in = float(payload.get("expires_in") or 1800)
+                expires_in = float(payload.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
             except (TypeError, ValueError):
-                expires_in = 1800.0
-            return token, expires_in
+                expires_in = DEFAULT_TOKEN_LIFETIME
+            if not math.isfinite(expires_in) or expires_in <= 0:
+                expires_in = DEFAULT_TOKEN_LIFETIME  # nonsense would mean a fetch per call, or a token kept for ever
+            return token, min(expires_in, MAX_TOKEN_LIFETIME)
     try:
         parse_envelope(endpoint=endpoint, http_status=http_status, headers=headers, content=content, call_sent=False)
     except PatsnapError as exc:
         # A token error from the token endpoint itself means the client credentials are refused.
-        if isinstance(exc, PatsnapTokenError) or exc.http_status in (401, 403):
+        if isinstance(exc, (PatsnapTokenError, PatsnapAuthError)) or exc.http_status in (401, 403):
             raise credentials_refused(exc, CLIENT_REFUSED) from None
         raise
     raise PatsnapResponseError("token response has no token", endpoint=endpoint, http_status=http_status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 #: Refresh this long before expiry (capped at a tenth of the lifetime for short-lived tokens).
@@ -28,7 +29,10 @@ class TokenCache:
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str], Token] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._async_locks: dict[tuple[tuple[str, str], int], asyncio.Lock] = {}
+        # asyncio locks belong to one event loop: keyed by the loop itself, dropped with it.
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._guard = threading.Lock()
         #: Tokens fetched per key since start (read by tests and benchmarks).
         self.fetches: dict[tuple[str, str], int] = {}
@@ -54,10 +58,9 @@ class TokenCache:
             return self._locks.setdefault(key, threading.Lock())
 
     def async_lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        # asyncio locks belong to one event loop; the triggerer has one, tests create many.
-        loop_key = (key, id(asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
         with self._guard:
-            return self._async_locks.setdefault(loop_key, asyncio.Lock())
+            return self._async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
 
     def clear(self) -> None:
         with self._guard:

@@ -216,3 +216,20 @@ def test_principal_names_the_account_without_its_key() -> None:
     assert API_KEY not in principal and principal.startswith("api-key:")
     longer = config_from_connection(connection(api_key=API_KEY + "X")).principal
     assert longer != principal and API_KEY not in longer
+
+
+@pytest.mark.parametrize("host", ["https://patsnap.example:abc", "https://patsnap.example:99999"])
+def test_a_bad_port_names_the_host_field(host: str) -> None:
+    with pytest.raises(PatsnapInputError, match=r"^host: .*invalid port"):
+        base_url_from(host, None, None)
+
+
+def test_a_bare_ipv6_loopback_host_is_bracketed() -> None:
+    assert base_url_from("::1", 8089, "http") == "http://[::1]:8089"
+
+
+def test_a_short_api_key_never_shows_in_the_principal() -> None:
+    config = config_from_connection(connection(api_key="sk-ab"))
+    assert "sk-ab" not in config.principal and config.principal.startswith("api-key:")
+    other = config_from_connection(connection(api_key="sk-ac"))
+    assert other.principal != config.principal

@@ -275,3 +275,21 @@ def test_a_transient_token_failure_leaves_the_call_unsent(body: str, status: int
 def test_a_token_answer_without_a_token_is_a_response_error(body: str) -> None:
     with pytest.raises(PatsnapResponseError):
         token_answer(body)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_retry_after_is_ignored(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize("expires_in", [-5, 0, "inf", "nan", 10**9])
+def test_an_absurd_token_lifetime_is_bounded(expires_in: object) -> None:
+    body = json.dumps({"token": "tok", "expires_in": expires_in}).encode()
+    _, lifetime = parse_token_response(endpoint="POST /oauth/token", http_status=200, headers={}, content=body)
+    assert 0 < lifetime <= 24 * 3600
+
+
+def test_an_auth_code_from_the_token_endpoint_points_at_the_client_credentials() -> None:
+    body = json.dumps({"status": False, "error_code": 67200202, "error_msg": "apikey auth error"}).encode()
+    with pytest.raises(PatsnapAuthError, match="client id and client secret"):
+        parse_token_response(endpoint="POST /oauth/token", http_status=200, headers={}, content=body)

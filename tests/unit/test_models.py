@@ -150,9 +150,9 @@ def test_from_api_a_float_job_id_from_patsnap_is_a_response_error_not_an_input_e
         job_from({"job_id": Decimal("1.579434053399036E+18"), "job_status": 0})
 
 
-@pytest.mark.parametrize("url", [None, ""])
-def test_succeeded_without_a_download_url_is_a_response_error(url: Any) -> None:
-    with pytest.raises(PatsnapResponseError, match="succeeded but PatSnap sent no download_url"):
+@pytest.mark.parametrize("url", [None, "", 42, {"url": "https://cdn"}, ["https://cdn"]])
+def test_succeeded_without_a_usable_download_url_is_a_response_error(url: Any) -> None:
+    with pytest.raises(PatsnapResponseError, match="succeeded but PatSnap sent no usable download_url"):
         job_from({"job_id": "7", "job_status": 2, "download_url": url})
 
 

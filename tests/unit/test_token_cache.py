@@ -99,3 +99,19 @@ def test_async_locks_are_per_key_and_per_event_loop() -> None:
             loop.close()
     assert first is same and first is not other
     assert second_loop is not first  # an asyncio lock belongs to one loop
+
+
+def test_async_locks_belong_to_their_event_loop() -> None:
+    import asyncio
+    import gc
+
+    cache = TokenCache()
+
+    async def lock_of() -> asyncio.Lock:
+        return cache.async_lock(("https://patsnap.test", "cid"))
+
+    first = asyncio.run(lock_of())
+    gc.collect()
+    second = asyncio.run(lock_of())
+    assert first is not second  # a lock is never handed to a later loop, even one with a reused id
+    assert len(cache._async_locks) <= 1  # finished loops' locks are dropped

@@ -177,3 +177,9 @@ def test_batches_hold_at_most_100_and_keep_every_item_in_order(count: int, sizes
     assert [len(c) for c in chunks] == sizes
     assert [n for c in chunks for n in c] == items
     assert validation.MAX_BATCH == 100
+
+
+@pytest.mark.parametrize("value", [b"CN1,CN2", bytearray(b"CN1"), {"CN1": 1}])
+def test_bytes_and_mappings_are_not_patent_lists(value: object) -> None:
+    with pytest.raises(PatsnapInputError, match="patent_numbers: must be a list of strings"):
+        validation.patent_list("patent_numbers", value)
