@@ -104,8 +104,9 @@ class ReportJob:
             raise PatsnapResponseError(
                 f"unknown job_status {raw_status!r} for job {requested_job_id}", endpoint=endpoint
             ) from None
-        raw_id = data.get("job_id")
-        job_id = requested_job_id if raw_id is None else _response_job_id(raw_id, endpoint)
+        # The id asked for is the job's identity: an echo may have passed through a double and lost
+        # digits (PatSnap's own docs show 1579434053399035904 coming back as 1579434053399036000).
+        job_id = requested_job_id
         queue = data.get("queue_num")
         url = data.get("download_url") or None
         if status is JobStatus.SUCCEEDED and not isinstance(url, str):
@@ -155,13 +156,6 @@ class ReportJob:
     def describe(self) -> str:
         queue = f", queue position {self.queue_num}" if self.queue_num else ""
         return f"{self.report_kind.code} job {self.job_id}: {self.status.name.lower()}{queue}"
-
-
-def _response_job_id(raw: Any, endpoint: str) -> str:
-    try:
-        return normalize_job_id(raw)
-    except PatsnapInputError as exc:
-        raise PatsnapResponseError(str(exc), endpoint=endpoint) from None
 
 
 class LegalIndicatorRecord(TypedDict):

@@ -145,9 +145,14 @@ def test_from_api_without_a_data_object_is_a_response_error(data: Any) -> None:
         job_from(data)
 
 
-def test_from_api_a_float_job_id_from_patsnap_is_a_response_error_not_an_input_error() -> None:
-    with pytest.raises(PatsnapResponseError, match="floating-point"):
-        job_from({"job_id": Decimal("1.579434053399036E+18"), "job_status": 0})
+@pytest.mark.parametrize(
+    "echo", [Decimal("1.579434053399036E+18"), 1579434053399036000, "1579434053399036000", None, True]
+)
+def test_the_job_id_asked_for_is_kept_whatever_patsnap_echoes(echo: Any) -> None:
+    data = {"job_status": 0} if echo is None else {"job_id": echo, "job_status": 0}
+    job = ReportJob.from_api(data, ReportKind.ENTERPRISE, "1579434053399035904", "GET /status")
+    assert job.job_id == "1579434053399035904"
+    assert job.to_xcom()["job_id"] == "1579434053399035904"
 
 
 @pytest.mark.parametrize("url", [None, "", 42, {"url": "https://cdn"}, ["https://cdn"]])
