@@ -27,7 +27,7 @@ from airflow_provider_patsnap.errors import (
 )
 from airflow_provider_patsnap.hooks import _drivers
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
-from airflow_provider_patsnap.hooks._core import CallCore
+from airflow_provider_patsnap.hooks._core import TOKEN_PATH, CallCore
 from airflow_provider_patsnap.hooks._download import DOWNLOAD_CHUNK, ReportDownloader
 from airflow_provider_patsnap.hooks._redact import install_log_redaction
 from airflow_provider_patsnap.hooks._retry import retry_policy
@@ -38,7 +38,7 @@ from airflow_provider_patsnap.version_compat import BaseHook, aget_connection, a
 
 LEGAL_INDICATORS_PATH = valuation.INDICATORS["legal"].path
 
-__all__ = ["DOWNLOAD_CHUNK", "LEGAL_INDICATORS_PATH", "PatsnapHook"]
+__all__ = ["DOWNLOAD_CHUNK", "LEGAL_INDICATORS_PATH", "TOKEN_PATH", "PatsnapHook"]
 
 
 class PatsnapHook(BaseHook):
