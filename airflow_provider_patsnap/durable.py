@@ -130,3 +130,13 @@ def _record_in_xcom(context: Any, job_id: str, what: str) -> None:
             f"Created {what} job {job_id} but could not record it in XCom ({type(exc).__name__}); "
             f"use this job id instead of re-running the create."
         ) from exc
+
+
+def window_end(context: Any, key: str, seconds: float, now: float) -> float:
+    """The end of a waiting window anchored to the first attempt (Airflow 3.3+: a retry keeps it)."""
+    memory = TaskMemory(context)
+    started = (memory.get(key) or {}).get("started")
+    if not isinstance(started, (int, float)):
+        started = now
+        memory.set(key, started=started)
+    return float(started) + seconds

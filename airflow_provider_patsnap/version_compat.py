@@ -56,6 +56,25 @@ except ImportError:  # Airflow 2.11, 3.0
         mask_secret,
     )
 
+try:
+    from airflow.sdk import ResumableJobMixin
+except ImportError:  # before Airflow 3.3: no task state store to resume from
+
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        """Stand-in: each try submits, polls and returns, as operators did before the state store."""
+
+        external_id_key = "remote_job_id"
+
+        def __init__(self, *, durable: bool = False, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = False
+
+        def execute_resumable(self, context: Any) -> Any:
+            external_id = self.submit_job(context)  # type: ignore[attr-defined]
+            self.poll_until_complete(external_id, context)  # type: ignore[attr-defined]
+            return self.get_job_result(external_id, context)  # type: ignore[attr-defined]
+
+
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
@@ -118,6 +137,7 @@ __all__ = [
     "BaseSensorOperator",
     "BaseTrigger",
     "PokeReturnValue",
+    "ResumableJobMixin",
     "TaskDeferred",
     "TriggerEvent",
     "aget_connection",

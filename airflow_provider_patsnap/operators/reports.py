@@ -11,6 +11,7 @@ from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
+from airflow_provider_patsnap.operators._pipeline import ReportPipelineMixin
 from airflow_provider_patsnap.version_compat import BaseOperator
 
 
@@ -170,3 +171,43 @@ class PatsnapDownloadReportOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return lineage_of(self, {"job_id": self.job_id})
+
+
+class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpriseReportOperator):
+    """R001 in one task: create the enterprise report, wait for it, archive it to ``destination``.
+
+    Takes the create operator's parameters plus ``destination`` (a path or ObjectStoragePath URI;
+    ending in ``/`` is a folder), ``destination_conn_id``, ``overwrite``, ``poll_interval`` (s),
+    ``timeout`` (s) and ``deferrable``. Returns the download operator's dict (with ``job_id``). A
+    retry never creates a second report: it reattaches to the job (Airflow 3.3+) or, on older
+    Airflow, fails without retries once the job exists, naming it.
+    """
+
+    template_fields: Sequence[str] = (
+        *PatsnapCreateEnterpriseReportOperator.identifier_fields,
+        "report_type",
+        "destination",
+        "destination_conn_id",
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Defined here so Airflow's operator metaclass applies default_args to the combined signature.
+        super().__init__(**kwargs)
+
+
+class PatsnapPatentValueReportOperator(ReportPipelineMixin, PatsnapCreatePatentValueReportOperator):
+    """R002 in one task: create the patent value report (no-logo by default), wait, archive.
+
+    Parameters and guarantees as for :class:`PatsnapEnterpriseReportOperator`.
+    """
+
+    template_fields: Sequence[str] = (
+        *PatsnapCreatePatentValueReportOperator.identifier_fields,
+        "report_type",
+        "destination",
+        "destination_conn_id",
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Defined here so Airflow's operator metaclass applies default_args to the combined signature.
+        super().__init__(**kwargs)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from airflow_provider_patsnap.durable import TaskMemory
+from airflow_provider_patsnap.durable import window_end
 from airflow_provider_patsnap.errors import (
     PatsnapError,
     PatsnapInputError,
@@ -101,7 +101,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
         polled_at = time.time()
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        end_time = self._window_end(context, polled_at)
+        end_time = window_end(context, WAIT_KEY, _seconds(self.timeout), polled_at)
         remaining = end_time - polled_at
         if remaining <= 0:
             self._timed_out(f"{ReportKind.parse(self.report_kind).code} job {self.job_id} did not finish in time")
@@ -129,15 +129,6 @@ class PatsnapReportJobSensor(BaseSensorOperator):
             if self.soft_fail or getattr(self, "never_fail", False):
                 raise AirflowSkipException(f"Skipping: {exc}") from exc
             raise
-
-    def _window_end(self, context: Any, now: float) -> float:
-        """The end of the waiting window, anchored to the first attempt (Airflow 3.3+: a retry keeps it)."""
-        memory = TaskMemory(context)
-        started = (memory.get(WAIT_KEY) or {}).get("started")
-        if not isinstance(started, (int, float)):
-            started = now
-            memory.set(WAIT_KEY, started=started)
-        return float(started) + _seconds(self.timeout)
 
     def _timed_out(self, message: str) -> NoReturn:
         if self.soft_fail:
