@@ -313,12 +313,14 @@ def error_from_download_status(*, endpoint: str, http_status: int) -> PatsnapErr
     )
 
 
-def ambiguous_create(cause: PatsnapError | str, *, endpoint: str | None = None) -> PatsnapAmbiguousCreateError:
-    """The error for a create that PatSnap may have run: say so, and how to check before re-running."""
-    message = cause if isinstance(cause, str) else f"{cause.message}; the report job may have been created"
+def ambiguous_create(
+    cause: PatsnapError | str, *, endpoint: str | None = None, what: str = "the report job may have been created"
+) -> PatsnapAmbiguousCreateError:
+    """The error for a billable call PatSnap may have run: say so, and how to check before re-running."""
+    message = cause if isinstance(cause, str) else f"{cause.message}; {what}"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return PatsnapAmbiguousCreateError(
-        f"{message}. {CHECK_BEFORE_RERUN} (look for a create on this endpoint around {when})",
+        f"{message}. {CHECK_BEFORE_RERUN} (look for a call to this endpoint around {when})",
         endpoint=endpoint if isinstance(cause, str) else cause.endpoint,
         code=None if isinstance(cause, str) else cause.code,
         http_status=None if isinstance(cause, str) else cause.http_status,
@@ -327,7 +329,7 @@ def ambiguous_create(cause: PatsnapError | str, *, endpoint: str | None = None) 
 
 CHECK_BEFORE_RERUN = (
     "Before re-running, check PatSnap's record of calls (the Personal Center's call log, or the usage "
-    "statement POST /open-user/statement/v2) so the report is not created, and billed, twice"
+    "statement POST /open-user/statement/v2) so it is not run, and billed, twice"
 )
 API_KEY_REFUSED = "check the connection's API key"
 TOKEN_REFUSED_TWICE = "a freshly fetched token was refused too: check the client id and secret"

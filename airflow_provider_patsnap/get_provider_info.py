@@ -32,6 +32,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_patsnap.operators.reports",
                     "airflow_provider_patsnap.operators.indicators",
+                    "airflow_provider_patsnap.operators.api",
                 ],
             }
         ],

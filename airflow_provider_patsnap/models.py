@@ -180,3 +180,15 @@ class LegalIndicatorRecord(TypedDict):
 def flatten_legal_indicator(item: Any) -> LegalIndicatorRecord:
     """Turn PatSnap's nested P037 item into one flat record with real types."""
     return flatten(INDICATORS["legal"], item)  # type: ignore[return-value]
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with the exact parser's ``Decimal``s as ``float`` (integers are ``int`` already): plain JSON
+    for XCom. Use the hook's own return value where every digit of a decimal matters."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item) for item in value]
+    return value

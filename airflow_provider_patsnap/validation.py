@@ -116,3 +116,38 @@ def patents(patent_numbers: Any, patent_ids: Any) -> tuple[list[str], list[str]]
 
 def batches(items: list[str], size: int = MAX_BATCH) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def http_method(value: Any) -> str:
+    text = str(value or "").strip().upper()
+    if text not in HTTP_METHODS:
+        raise PatsnapInputError("method", f"must be one of {', '.join(HTTP_METHODS)}, got {value!r}")
+    return text
+
+
+def endpoint_path(value: Any) -> str:
+    """A path on the connection's host: never a full URL, so credentials cannot be sent elsewhere."""
+    text = str(value or "").strip()
+    if not text.startswith("/") or "://" in text or text.startswith("//") or "?" in text or "#" in text:
+        raise PatsnapInputError(
+            "endpoint",
+            f"give a path on the PatSnap host, like '/patent-valuation-data/legal_indicators', got {value!r}",
+        )
+    return text
+
+
+def query(value: Any) -> dict[str, str] | None:
+    """Query parameters as strings (lists become PatSnap's comma lists)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PatsnapInputError("query", f"must be a mapping of parameter names to values, got {type(value).__name__}")
+    out = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        out[str(key)] = ",".join(str(v) for v in item) if isinstance(item, (list, tuple)) else str(item)
+    return out

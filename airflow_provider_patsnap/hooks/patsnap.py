@@ -162,6 +162,32 @@ class PatsnapHook(BaseHook):
         """``_call`` on the running event loop (triggers); reads only."""
         return await _drivers.arun(self._core(await self.aconfig()).call(method, path, params=params))
 
+    def run(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        billable: bool | None = None,
+    ) -> Any:
+        """Call any PatSnap endpoint with the connection's auth, rate limit and retry rules; return the
+        envelope's ``data`` (numbers exact: decimals come back as ``Decimal``).
+
+        ``endpoint`` is a path on the connection's host (``/search/patent/...``). ``billable`` (default:
+        True for POST) means the call is replayed only when PatSnap surely did not run it, and a doubtful
+        outcome raises ``PatsnapAmbiguousCreateError`` instead of risking a second charge.
+        """
+        verb = validation.http_method(method)
+        path = validation.endpoint_path(endpoint)
+        billable = verb == "POST" if billable is None else bool(billable)
+        try:
+            return self._call(verb, path, params=validation.query(params), body=json, billable=billable)
+        except PatsnapError as exc:
+            if billable and exc.outcome is Outcome.MAY_HAVE_RUN:
+                raise ambiguous_create(exc, what="the call may have run (and been billed)") from None
+            raise
+
     # ------------------------------------------------------------------ reports
 
     def create_enterprise_report(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -68,7 +68,7 @@ def test_deferred_run_archives_in_execute_complete(emulator: PatsnapEmulator, em
     )
     with pytest.raises(TaskDeferred) as info:
         operator.execute({})
-    classpath, kwargs = info.value.trigger.serialize()
+    _, kwargs = info.value.trigger.serialize()
     event = run_trigger(PatsnapReportJobTrigger(**kwargs))
     assert event["status"] == "success"
 
@@ -111,7 +111,7 @@ def test_a_retry_reattaches_instead_of_creating(
 ) -> None:
     class TI:
         max_tries = 2  # retries=2: generation 1
-        stats_tags: dict[str, str] = {}
+        stats_tags: ClassVar[dict[str, str]] = {}
 
     store = Store()
     context: dict[str, Any] = {"task_state_store": store, "ti": TI()}

@@ -1,0 +1,155 @@
+"""PatsnapApiOperator / PatsnapHook.run and PatsnapPatentIndicatorsOperator against the emulator."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.operators.api import PatsnapApiOperator
+from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
+from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
+from airflow_provider_patsnap.valuation import INDICATORS
+from airflow_provider_patsnap.version_compat import AirflowFailException
+
+LEGAL = "/patent-valuation-data/legal_indicators"
+CREATE = "/innovation/company-report/task/create"
+KNOWN = ["CN108977442B", "US9876543B2"]
+
+
+# ------------------------------------------------------------------------------------ any endpoint
+
+
+def test_api_operator_returns_plain_json_data(emulator: PatsnapEmulator, emu_conn: str) -> None:
+    data = PatsnapApiOperator(
+        task_id="api", method="GET", endpoint=LEGAL, query={"patent_number": [*KNOWN, "CN000UNKNOWN1"]}
+    ).execute({})
+
+    assert [item["pn"] for item in data] == KNOWN
+    ratio = data[0]["patsnap_legal_value"]["in_application_ratio"]
+    assert type(ratio) is float  # not the exact parser's Decimal: XCom-safe
+    json.dumps(data)
+    assert emulator.stats["calls"][f"GET {LEGAL}"] == 1
+
+
+def test_hook_run_keeps_decimals_exact(emulator: PatsnapEmulator, emu_conn: str) -> None:
+    data = PatsnapHook().run("get", LEGAL, params={"patent_number": KNOWN[0]})
+    assert isinstance(data[0]["patsnap_legal_value"]["in_application_ratio"], Decimal)
+
+
+def test_a_post_is_billable_by_default_and_never_replayed_in_doubt(emulator: PatsnapEmulator, emu_conn: str) -> None:
+    emulator.create_gateway_timeouts = 1
+    operator = PatsnapApiOperator(
+        task_id="api",
+        method="POST",
+        endpoint=CREATE,
+        json={"report_type": "pdf", "company_name": "Example Robotics Ltd"},
+    )
+    with pytest.raises(AirflowFailException, match="may have run"):
+        operator.execute({})
+    assert emulator.stats["calls"][f"POST {CREATE}"] == 1 and emulator.stats["creates"] == 1
+
+    with pytest.raises(PatsnapAmbiguousCreateError):
+        emulator.create_gateway_timeouts = 1
+        PatsnapHook().run("POST", CREATE, json={"report_type": "pdf", "company_name": "Other Co"})
+
+
+def test_a_read_through_run_is_replayed_on_a_gateway_page(emulator: PatsnapEmulator, emu_conn: str) -> None:
+    emulator.outage("legal", seconds=0.3, status=502)
+    data = PatsnapHook(max_retries=8, retry_wait_min=0.1, retry_wait_max=0.2).run(
+        "GET", LEGAL, params={"patent_number": KNOWN[0]}
+    )
+    assert data[0]["pn"] == KNOWN[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"method": "GET", "endpoint": "https://elsewhere.example/steal"}, "endpoint"),
+        ({"method": "GET", "endpoint": "patent-valuation-data/legal_indicators"}, "endpoint"),
+        ({"method": "GET", "endpoint": LEGAL, "query": ["patent_number"]}, "query"),
+    ],
+)
+def test_bad_input_fails_before_any_call(
+    emulator: PatsnapEmulator, emu_conn: str, kwargs: dict[str, Any], parameter: str
+) -> None:
+    with pytest.raises(AirflowFailException, match=f"{parameter}: "):
+        PatsnapApiOperator(task_id="api", **kwargs).execute({})
+    assert emulator.stats["calls"] == {}
+
+
+def test_an_unknown_method_fails_at_parse_time() -> None:
+    with pytest.raises(ValueError, match="method: must be one of"):
+        PatsnapApiOperator(task_id="api", method="FETCH", endpoint=LEGAL)
+
+
+def test_query_not_params_so_dag_params_stay_airflows() -> None:
+    operator = PatsnapApiOperator(task_id="api", method="GET", endpoint=LEGAL, query={"patent_number": "CN1A"})
+    assert operator.query == {"patent_number": "CN1A"} and "query" in operator.template_fields
+
+
+# ------------------------------------------------------------------------------------ all six indicators
+
+
+def test_every_indicator_in_one_flat_typed_record_per_patent(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path
+) -> None:
+    patents = [f"CN{200000 + i}A" for i in range(150)] + ["CN000UNKNOWN1"]
+    result = PatsnapPatentIndicatorsOperator(
+        task_id="all", patent_numbers=patents, indicators=list(INDICATORS), destination=f"{tmp_path}/lake/"
+    ).execute({})
+
+    assert result["records"] == 150 and result["requested"] == 151
+    assert result["missing"] == {name: ["CN000UNKNOWN1"] for name in INDICATORS}
+    lines = [json.loads(line) for line in Path(result["uri"].removeprefix("file://")).read_text().splitlines()]
+    assert [r["pn"] for r in lines] == patents[:-1]
+    fields = {"pn", "patent_id"} | {f for spec in INDICATORS.values() for f in spec.fields}
+    assert all(set(r) == fields for r in lines)
+    first = lines[0]
+    assert isinstance(first["patent_value"], int) and isinstance(first["has_reexam_invalid"], bool)
+    assert isinstance(first["ipc_class_5y_incr"], float) and isinstance(first["examiner_citation_category"], list)
+    assert isinstance(first["current_assignee_no"], float)  # a count PatSnap types as double: kept a number
+    calls = emulator.stats["calls"]
+    for spec in INDICATORS.values():
+        assert calls[f"GET {spec.path}"] == math.ceil(151 / 100), spec.code  # 100 per request, per indicator
+        assert emulator.billed(spec.path) == 150
+    assert [p.name for p in (tmp_path / "lake").iterdir()] == ["patent_indicators.jsonl"]
+
+
+def test_records_go_to_xcom_without_a_destination(emulator: PatsnapEmulator, emu_conn: str) -> None:
+    records = PatsnapPatentIndicatorsOperator(
+        task_id="two", patent_numbers=KNOWN, indicators=["economic", "market"]
+    ).execute({})
+    assert [r["pn"] for r in records] == KNOWN
+    assert set(records[0]) == {"pn", "patent_id"} | set(INDICATORS["economic"].fields) | set(
+        INDICATORS["market"].fields
+    )
+    json.dumps(records)
+
+
+def test_a_permanent_error_in_one_batch_cancels_the_rest(
+    emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PATSNAP_DEFAULT", emulator.connection_json(qps=2, max_concurrency=1, retry_wait_min=0.01)
+    )
+    emulator.outage("technology", seconds=60, status=403)  # a permanent refusal on one indicator
+    patents = [f"CN{300000 + i}A" for i in range(1000)]  # 10 batches per indicator
+    with pytest.raises(AirflowFailException, match="HTTP 403"):
+        PatsnapPatentIndicatorsOperator(
+            task_id="x", patent_numbers=patents, indicators=["technology", "legal"], destination=f"{tmp_path}/"
+        ).execute({})
+    calls = emulator.stats["calls"]
+    assert calls.get(f"GET {INDICATORS['technology'].path}", 0) <= 2  # the rest were not sent
+    assert calls.get(f"GET {INDICATORS['legal'].path}", 0) <= 1
+
+
+def test_an_unknown_indicator_fails_at_parse_time() -> None:
+    with pytest.raises(ValueError, match="indicators: unknown indicator 'legl'"):
+        PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=KNOWN, indicators=["legl"])
