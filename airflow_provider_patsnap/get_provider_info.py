@@ -11,7 +11,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-patsnap",
         "name": "PatSnap",
-        "description": "PatSnap Open Platform: enterprise and patent value reports, legal indicators.",
+        "description": (
+            "PatSnap Open Platform: enterprise and patent value reports, batch patent indicators (P035-P040), "
+            "any endpoint."
+        ),
         "versions": [__version__],
         "integrations": [
             {
@@ -60,7 +63,7 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {
                         "host": "https://connect.patsnap.com",
                         "login": "OAuth client id (leave empty with an API key)",
-                        "password": "OAuth client secret",
+                        "password": "OAuth client secret, or an sk-... API key (Client ID empty)",
                     },
                 },
                 "conn-fields": {
@@ -81,6 +84,24 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Requests per second",
                         "description": "Client-side cap per worker process; 0 disables it",
                         "schema": {"type": ["number", "null"], "default": 2},
+                    },
+                    "api_key_in_query": {
+                        "label": "Also send the API key as ?apikey=",
+                        "description": "Off by default: URLs end up in proxy logs",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "max_concurrency": {
+                        "label": "Parallel batch requests",
+                        "description": "Indicator batches in flight at once (the qps cap still applies)",
+                        "schema": {"type": ["integer", "null"], "default": 4},
+                    },
+                    "retry_wait_min": {
+                        "label": "First retry wait (s)",
+                        "schema": {"type": ["number", "null"], "default": 1},
+                    },
+                    "retry_wait_max": {
+                        "label": "Longest retry wait (s)",
+                        "schema": {"type": ["number", "null"], "default": 60},
                     },
                 },
             }

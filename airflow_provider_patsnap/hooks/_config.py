@@ -16,6 +16,18 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_QPS = 2.0
 DEFAULT_CONCURRENCY = 4
+#: Every connection extra the provider reads (``scheme`` only matters for URI-form connections).
+EXTRAS = (
+    "api_key",
+    "api_key_in_query",
+    "timeout",
+    "max_retries",
+    "qps",
+    "max_concurrency",
+    "retry_wait_min",
+    "retry_wait_max",
+    "scheme",
+)
 
 
 @dataclass(frozen=True)
@@ -104,10 +116,13 @@ def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -
     api_key = (extra.get("api_key") or "").strip() or None
     login = (conn.login or "").strip() or None
     password = conn.password or None
+    if api_key is None and login is None and password and password.strip().startswith("sk-"):
+        api_key = password.strip()  # an API key typed into the form's password field
     if api_key is None and not (login and password):
         raise PatsnapInputError(
             "connection",
-            "set login/password (OAuth client id/secret) or extra 'api_key' (an sk- key) on the patsnap connection",
+            "set login/password (OAuth client id/secret), or an sk- API key (in the password with no login, "
+            "or as extra 'api_key') on the patsnap connection",
         )
     qps = _number(extra, "qps", DEFAULT_QPS)
     return PatsnapConfig(

@@ -88,14 +88,22 @@ class PatsnapHook(BaseHook):
         """Extra fields for the connection form (Airflow < 3.2; newer versions read provider info)."""
         from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
         from flask_babel import lazy_gettext
-        from wtforms import PasswordField, StringField
+        from wtforms import BooleanField, PasswordField, StringField
 
-        return {
-            "api_key": PasswordField(lazy_gettext("API key (sk-...)"), widget=BS3PasswordFieldWidget()),
-            "timeout": StringField(lazy_gettext("Timeout (s)"), widget=BS3TextFieldWidget()),
-            "max_retries": StringField(lazy_gettext("Max retries"), widget=BS3TextFieldWidget()),
-            "qps": StringField(lazy_gettext("Requests per second"), widget=BS3TextFieldWidget()),
-        }
+        from airflow_provider_patsnap.get_provider_info import get_provider_info
+
+        (conn_type,) = get_provider_info()["connection-types"]
+        fields: dict[str, Any] = {}
+        for name, spec in conn_type["conn-fields"].items():
+            label = lazy_gettext(spec["label"])
+            kinds = spec["schema"]["type"]
+            if "boolean" in kinds:
+                fields[name] = BooleanField(label)
+            elif spec["schema"].get("format") == "password":
+                fields[name] = PasswordField(label, widget=BS3PasswordFieldWidget())
+            else:
+                fields[name] = StringField(label, widget=BS3TextFieldWidget())
+        return fields
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -110,9 +118,11 @@ class PatsnapHook(BaseHook):
             "placeholders": {
                 **declared["placeholders"],
                 "api_key": "sk-... (instead of client id/secret)",
-                "timeout": "30",
-                "max_retries": "5",
-                "qps": "2",
+                **{
+                    name: str(spec["schema"]["default"])
+                    for name, spec in conn_type["conn-fields"].items()
+                    if "default" in spec["schema"]
+                },
             },
         }
 

@@ -233,3 +233,11 @@ def test_a_short_api_key_never_shows_in_the_principal() -> None:
     assert "sk-ab" not in config.principal and config.principal.startswith("api-key:")
     other = config_from_connection(connection(api_key="sk-ac"))
     assert other.principal != config.principal
+
+
+def test_an_api_key_in_the_password_field_with_no_login_is_the_api_key() -> None:
+    config = config_from_connection(connection(login=None, password=API_KEY))
+    assert config.api_key == API_KEY and not config.uses_oauth and config.client_secret is None
+    # With a client id, the password is a client secret, whatever it looks like.
+    oauth = config_from_connection(connection(login=CLIENT_ID, password="sk-looks-like-a-key"))
+    assert oauth.uses_oauth and oauth.client_secret == "sk-looks-like-a-key"

@@ -61,3 +61,39 @@ def test_hook_still_offers_the_pre_3_2_form_api(attribute: str) -> None:
     if attribute == "get_ui_field_behaviour":
         behaviour = PatsnapHook.get_ui_field_behaviour()
         assert behaviour["relabeling"]["login"] == "Client ID"
+
+
+def test_provider_info_validates_against_airflows_own_schema() -> None:
+    import json
+
+    import airflow
+    import jsonschema
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_the_form_offers_every_connection_extra_the_provider_reads() -> None:
+    from airflow_provider_patsnap.hooks._config import EXTRAS
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert set(conn_type["conn-fields"]) == set(EXTRAS) - {"scheme"}  # scheme: URI-form connections only
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in conn_type["conn-fields"])
+
+
+def test_the_pre_3_2_form_builds_the_same_fields() -> None:
+    pytest.importorskip("flask_appbuilder", reason="the pre-3.2 form needs Airflow's Flask UI stack")
+    from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert set(PatsnapHook.get_connection_form_widgets()) == set(conn_type["conn-fields"])
+
+
+def test_project_urls_give_the_ui_a_documentation_link() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("running from an installed wheel without the source tree")
+    urls = tomllib.loads(pyproject.read_text())["project"]["urls"]
+    assert urls["Documentation"].startswith("https://") and urls["Source"].startswith("https://")
