@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.support import files_under, task_states
+from tests.support import files_under, task_states, xcom_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +21,7 @@ EXPECTED_DAGS = {
     "patsnap_patent_value_report",
     "patsnap_legal_indicators_to_lake",
     "patsnap_legal_indicators_consumer",
+    "patsnap_portfolio_valuation_to_lake",
 }
 
 
@@ -175,3 +176,29 @@ def test_lake_partition_and_consumer_follow_the_event_without_a_logical_date(
 
     assert summarise(triggering_asset_events={"lake": [event]}) == expected
     assert summarise() == {"Expired": 1}  # a manual run, no event: the newest partition
+
+
+@pytest.mark.parametrize(
+    "logical_date",
+    [pytest.param("default", id="scheduled"), pytest.param(None, marks=without_logical_date, id="no-logical-date")],
+)
+def test_portfolio_valuation_lands_every_indicator_in_the_lake(
+    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path, logical_date: Any
+) -> None:
+    from airflow_provider_patsnap.valuation import INDICATORS
+
+    dag = dagbag.get_dag("patsnap_portfolio_valuation_to_lake")
+
+    run = dag.test() if logical_date == "default" else dag.test(logical_date=None)
+
+    assert set(states(run).values()) == {"success"}
+    (jsonl,) = files_under(archive_root / "patsnap" / "portfolio_valuation")
+    assert jsonl.parent.name == f"dt={run_date(run)}"
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    fields = {"pn", "patent_id"} | {f for spec in INDICATORS.values() for f in spec.fields}
+    assert records and all(set(r) == fields for r in records)
+    calls = emulator.stats["calls"]
+    assert {f"GET {spec.path}" for spec in INDICATORS.values()} <= set(calls)
+    assert all(emulator.billed(spec.path) == len(records) for spec in INDICATORS.values())
+    xcom = json.loads(xcom_texts(run.dag_id, run.run_id)[("portfolio_valuation", -1, "return_value")])
+    assert xcom["records"] == len(records) and set(xcom["missing"]) == set(INDICATORS)
