@@ -20,13 +20,14 @@ from airflow_provider_patsnap.errors import (
     API_KEY_REFUSED,
     TOKEN_REFUSED_TWICE,
     PatsnapError,
+    PatsnapRateLimitError,
     PatsnapTokenError,
     credentials_refused,
     error_from_transport,
 )
 from airflow_provider_patsnap.hooks._config import PatsnapConfig
 from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
-from airflow_provider_patsnap.hooks._ratelimit import RateLimiter, limiter_for
+from airflow_provider_patsnap.hooks._ratelimit import Priority, RateLimiter, limiter_for
 from airflow_provider_patsnap.hooks._retry import retry_policy
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token, TokenCache
 from airflow_provider_patsnap.hooks._urls import url_refusal
@@ -84,6 +85,7 @@ class Send:
 @dataclass(frozen=True)
 class Acquire:
     limiter: RateLimiter  # reply: None, once the slot is ours
+    priority: Priority = Priority.READ
 
 
 @dataclass(frozen=True)
@@ -154,15 +156,16 @@ class CallCore:
         ``billable`` calls are replayed only when PatSnap surely did not run them.
         """
         policy = retry_policy(self.config, self.log, f"PatSnap {method} {path}", billable=billable)
-        return with_retries(policy, lambda: self._attempt(method, path, dict(params or {}), json))
+        priority = Priority.CREATE if billable else Priority.READ
+        return with_retries(policy, lambda: self._attempt(method, path, dict(params or {}), json, priority))
 
-    def _attempt(self, method: str, path: str, params: dict[str, str], json: Any) -> Steps[Any]:
+    def _attempt(self, method: str, path: str, params: dict[str, str], json: Any, priority: Priority) -> Steps[Any]:
         endpoint = f"{method} {path}"
         refused_once = False
         while True:
             # The slot first, then the credentials: a token taken before a long wait in the
             # limiter's queue could expire in hand.
-            yield Acquire(self.limiter)
+            yield Acquire(self.limiter, priority)
             headers, auth_params, token = yield from self._credentials()
             reply = yield Send(
                 self._request(method, path, params={**params, **auth_params}, json=json, headers=headers)
@@ -170,9 +173,12 @@ class CallCore:
             if isinstance(reply, TransportFailure):
                 raise error_from_transport(endpoint=endpoint, name=reply.name, connected=reply.connected)
             try:
-                return parse_envelope(
+                data = parse_envelope(
                     endpoint=endpoint, http_status=reply.status, headers=reply.headers, content=reply.content
                 )
+            except PatsnapRateLimitError:
+                self.limiter.on_rejected()  # the whole process slows down, not just this call
+                raise
             except PatsnapTokenError as exc:
                 if token is None:
                     raise credentials_refused(exc, API_KEY_REFUSED) from None
@@ -182,6 +188,9 @@ class CallCore:
                 # Drop only the token that was refused: another thread may have fetched a new one.
                 self.tokens.invalidate(self.token_key, token)
                 self.log.info("PatSnap refused the cached token (%s); fetching a new one and replaying.", exc.code)
+            else:
+                self.limiter.on_accepted()
+                return data
 
     def _credentials(self) -> Steps[tuple[dict[str, str], dict[str, str], str | None]]:
         """Headers, query parameters and the OAuth token used (None in API-key mode)."""

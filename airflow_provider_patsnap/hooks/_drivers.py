@@ -89,7 +89,7 @@ def _perform(step: Step, session: requests.Session) -> Any:
     if isinstance(step, Send):
         return _requests_send(session, step.request)
     if isinstance(step, Acquire):
-        return step.limiter.acquire()
+        return step.limiter.acquire(step.priority)
     if isinstance(step, Sleep):
         return _retry.sleep(step.seconds)
     if isinstance(step, Lock):
@@ -184,7 +184,7 @@ async def _aperform(step: Step) -> Any:
     if isinstance(step, Send):
         return await _httpx_send(step.request)
     if isinstance(step, Acquire):
-        return await step.limiter.aacquire()
+        return await step.limiter.aacquire(step.priority)
     if isinstance(step, Sleep):
         return await _retry.asleep(step.seconds)
     if isinstance(step, Lock):

@@ -1,4 +1,18 @@
-"""Client-side request pacing, shared by every hook of a process that uses the same credentials."""
+"""Client-side request pacing, shared by every hook of a process that uses the same credentials.
+
+One limiter per account and host spends one budget for everything the process sends (creates from
+tasks, polls from triggers, indicator batches). Three rules:
+
+* **Spacing and a window.** Calls are spaced ``1/rate`` apart, and at most ``rate`` are *sent* in
+  any ``WINDOW_SECONDS``. Spacing alone is not enough: call k and call k + qps land exactly one
+  second apart, and a millisecond of jitter puts both inside PatSnap's sliding window.
+* **Creates first.** A billable create waiting for a slot takes the earliest slot a waiting read
+  holds; the reads behind it keep their order, one slot later. A poll can wait; a create that
+  waits can be rejected and must then be retried with backoff.
+* **Slow down together (AIMD).** A rate rejection (67200002 / HTTP 429) halves the whole process's
+  rate, not just the one call's; each accepted call wins back a small step, so processes sharing
+  one account converge near its QPS instead of storming it. ``qps`` stays the ceiling.
+"""
 
 from __future__ import annotations
 
@@ -7,64 +21,118 @@ import math
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
+from enum import IntEnum
 
-#: PatSnap counts calls in a sliding one-second window. The client counts in a slightly longer one,
-#: so network and scheduling jitter cannot squeeze ``qps + 1`` arrivals into PatSnap's window.
+#: PatSnap counts calls in a sliding one-second window; the client counts in a slightly longer one.
 WINDOW_SECONDS = 1.02
+#: On a rejection the rate halves, but never below this share of the configured QPS.
+MIN_RATE_SHARE = 0.1
+#: Each accepted call restores this share of the configured QPS (about 20 calls to recover from a halving).
+RECOVERY_STEP = 0.025
+
+
+class Priority(IntEnum):
+    """Who goes first when both wait: lower values."""
+
+    CREATE = 0
+    READ = 1
+
+
+@dataclass(eq=False)  # tickets are compared by identity
+class _Ticket:
+    slot: float
+    priority: Priority
 
 
 class RateLimiter:
-    """Keeps calls under ``qps`` per second, across threads and coroutines.
-
-    Two rules: calls are spaced ``1/qps`` apart (no bursts; each caller reserves the next slot under
-    a lock and sleeps outside it, so slots go out in arrival order), and at most ``qps`` calls are
-    *sent* in any ``WINDOW_SECONDS``. Spacing alone is not enough: with exact spacing, call k and
-    call k + qps are exactly one second apart, and a millisecond of jitter puts both inside
-    PatSnap's sliding window, which answers 67200002/429 and costs a backoff.
-    """
+    """Keeps calls under ``qps`` per second across threads and coroutines (see the module docstring)."""
 
     def __init__(self, qps: float | None) -> None:
-        self.qps = qps
-        self._interval = 1.0 / qps if qps and qps > 0 else 0.0
-        self._capacity = max(1, math.floor(qps)) if qps and qps > 0 else 0
-        self._sent: deque[float] = deque()
+        self.qps = qps if qps and qps > 0 else None
+        self.rate = self.qps or 0.0
+        self.rejections = 0
         self._next = 0.0
+        self._waiting: list[_Ticket] = []
+        self._sent: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Claim the next slot; return how long to wait for it."""
-        if not self._interval:
-            return 0.0
+    # ------------------------------------------------------------------ slots
+
+    def _claim(self, priority: Priority) -> _Ticket | None:
+        if self.qps is None:
+            return None
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next)
-            self._next = slot + self._interval
-            return slot - now
+            self._next = slot + 1.0 / self.rate
+            ticket = _Ticket(slot, priority)
+            behind = sorted((t for t in self._waiting if t.priority > priority and t.slot > now), key=lambda t: t.slot)
+            if behind and behind[0].slot < slot:
+                # Jump the reads: take the first one's slot and move each of them one slot back.
+                slots = [t.slot for t in behind] + [slot]
+                ticket.slot = slots[0]
+                for waiter, later in zip(behind, slots[1:], strict=True):
+                    waiter.slot = later
+            self._waiting.append(ticket)
+            return ticket
 
-    def _admit(self) -> float:
-        """Record a send now and return 0.0 if the window has room, else how long to wait."""
+    def _delay(self, ticket: _Ticket) -> float:
+        """0.0 once the ticket's slot has come and the window has room (recorded as sent); else the wait."""
         with self._lock:
             now = time.monotonic()
+            if ticket.slot > now:
+                return ticket.slot - now
             while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
                 self._sent.popleft()
-            if len(self._sent) < self._capacity:
-                self._sent.append(now)
-                return 0.0
-            return self._sent[0] + WINDOW_SECONDS - now
+            if len(self._sent) >= max(1, math.floor(self.rate)):
+                return self._sent[0] + WINDOW_SECONDS - now
+            self._sent.append(now)
+            self._waiting.remove(ticket)
+            return 0.0
 
-    def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            time.sleep(delay)
-        while self._capacity and (delay := self._admit()) > 0:
-            time.sleep(delay)
+    def _drop(self, ticket: _Ticket) -> None:
+        with self._lock:
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
 
-    async def aacquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        while self._capacity and (delay := self._admit()) > 0:
-            await asyncio.sleep(delay)
+    def acquire(self, priority: Priority = Priority.READ) -> None:
+        ticket = self._claim(priority)
+        if ticket is None:
+            return
+        try:
+            while (delay := self._delay(ticket)) > 0:
+                time.sleep(delay)
+        finally:
+            self._drop(ticket)
+
+    async def aacquire(self, priority: Priority = Priority.READ) -> None:
+        ticket = self._claim(priority)
+        if ticket is None:
+            return
+        try:
+            while (delay := self._delay(ticket)) > 0:
+                await asyncio.sleep(delay)
+        finally:
+            self._drop(ticket)  # a cancelled trigger gives its place up
+
+    # ------------------------------------------------------------------ feedback
+
+    def on_rejected(self) -> None:
+        """PatSnap refused a call for rate: the whole process slows down."""
+        if self.qps is None:
+            return
+        with self._lock:
+            self.rejections += 1
+            self.rate = max(self.qps * MIN_RATE_SHARE, self.rate / 2)
+            self._next = max(self._next, time.monotonic() + 1.0 / self.rate)
+
+    def on_accepted(self) -> None:
+        """A call went through: win back a step of the configured rate."""
+        if self.qps is None or self.rate >= self.qps:
+            return
+        with self._lock:
+            self.rate = min(self.qps, self.rate + self.qps * RECOVERY_STEP)
 
 
 _LIMITERS: dict[tuple[str, str, float | None], RateLimiter] = {}

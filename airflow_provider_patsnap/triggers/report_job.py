@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_patsnap.errors import PatsnapError, PatsnapJobFailedError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
-from airflow_provider_patsnap.models import ReportKind, normalize_job_id
+from airflow_provider_patsnap.models import JobStatus, ReportJob, ReportKind, normalize_job_id
 from airflow_provider_patsnap.version_compat import BaseTrigger, TriggerEvent
 
 
@@ -60,38 +60,86 @@ class PatsnapReportJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = PatsnapHook(self.patsnap_conn_id)
         job_summary: dict[str, Any] = {"job_id": self.job_id, "report_kind": self.report_kind}
+        schedule = PollSchedule(self.poll_interval)
         last_seen = None
         # The sensor looked just before deferring: the next look is due one interval after that one.
-        first_wait = min(self.last_polled_at + self.poll_interval, self.end_time) - time.time()
-        if first_wait > 0:
-            await asyncio.sleep(first_wait)
+        wait = self.last_polled_at + self.poll_interval - time.time()
         while True:
+            remaining = self.end_time - time.time()
+            if wait > 0:
+                await asyncio.sleep(min(wait, max(remaining, 0)))
+            remaining = self.end_time - time.time()
+            last_look = remaining <= 0  # at the deadline: one last look, itself bounded by one interval
             try:
-                job = await hook.aget_report_job(self.report_kind, self.job_id)
-                job_summary = job.to_xcom()
-                if job.describe() != last_seen:
-                    last_seen = job.describe()
-                    self.log.info("%s", last_seen)
-                if job.is_done():
-                    yield TriggerEvent({"status": "success", "message": last_seen, "job": job_summary})
-                    return
+                # The deadline also bounds the poll: under load a poll waits in the account's
+                # rate-limit queue, and the timeout must not wait behind it.
+                budget = min(self.poll_interval, LAST_LOOK_SECONDS) if last_look else remaining
+                job = await asyncio.wait_for(hook.aget_report_job(self.report_kind, self.job_id), budget)
+            except asyncio.TimeoutError:
+                yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
+                return
             except PatsnapJobFailedError as exc:
                 yield TriggerEvent({"status": "failed", "message": str(exc), "job": job_summary})
                 return
             except PatsnapRetryableError as exc:
                 # The hook already retried; an outage shorter than the timeout must not fail the wait.
                 self.log.warning("Status check failed, will poll again: %s", exc)
+                if last_look:
+                    yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
+                    return
+                wait = self.poll_interval
+                continue
             except PatsnapError as exc:
                 yield TriggerEvent({"status": "error", "message": str(exc), "job": job_summary})
                 return
-            remaining = self.end_time - time.time()
-            if remaining <= 0:
-                yield TriggerEvent(
-                    {
-                        "status": "timeout",
-                        "message": f"{ReportKind(self.report_kind).code} job {self.job_id} did not finish in time",
-                        "job": job_summary,
-                    }
-                )
+            job_summary = job.to_xcom()
+            if job.describe() != last_seen:
+                last_seen = job.describe()
+                self.log.info("%s", last_seen)
+            try:
+                done = job.is_done()
+            except PatsnapJobFailedError as exc:
+                yield TriggerEvent({"status": "failed", "message": str(exc), "job": job_summary})
                 return
-            await asyncio.sleep(min(self.poll_interval, remaining))
+            if done:
+                yield TriggerEvent({"status": "success", "message": last_seen, "job": job_summary})
+                return
+            if last_look:
+                yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
+                return
+            wait = schedule.next_wait(job, time.monotonic())
+
+    def _timeout_message(self) -> str:
+        return f"{ReportKind(self.report_kind).code} job {self.job_id} did not finish in time"
+
+
+#: The look at the deadline waits at most this long (or one poll interval, if shorter) for its answer.
+LAST_LOOK_SECONDS = 10.0
+#: A queued job is looked at least this often (in poll intervals), however long its queue.
+MAX_STRETCH = 4.0
+
+
+class PollSchedule:
+    """When to look again, from what PatSnap says: an exporting job every ``poll_interval``; a queued
+    job when the queue ahead of it is expected to have drained halfway (from how fast it drained
+    since the last look), between one and ``MAX_STRETCH`` intervals. Polls a job cannot use are
+    budget the account's other jobs can."""
+
+    def __init__(self, poll_interval: float) -> None:
+        self.poll_interval = poll_interval
+        self._last_queue: tuple[float, int] | None = None
+
+    def next_wait(self, job: ReportJob, now: float) -> float:
+        base = self.poll_interval
+        queue = job.queue_num if job.status is JobStatus.QUEUED else None
+        if not queue:
+            self._last_queue = None
+            return base
+        previous, self._last_queue = self._last_queue, (now, queue)
+        if previous is None:
+            return base
+        seconds, ahead = now - previous[0], previous[1] - queue
+        if ahead <= 0:  # the queue did not move: back off gradually
+            return min(base * 2, base * MAX_STRETCH)
+        eta = queue * seconds / ahead
+        return min(max(eta / 2, base), base * MAX_STRETCH)

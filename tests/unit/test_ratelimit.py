@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 
 import pytest
 
@@ -68,3 +69,73 @@ def test_one_limiter_per_account_and_host() -> None:
     a = limiter_for("https://connect.patsnap.com", "client:x", 2)
     assert limiter_for("https://connect.patsnap.com", "client:x", 2) is a
     assert limiter_for("https://connect.patsnap.com", "client:y", 2) is not a
+
+
+def test_a_create_takes_the_first_slot_a_waiting_read_holds(clock: list[float]) -> None:
+    limiter = _ratelimit.RateLimiter(2)
+    reads = [limiter._claim(_ratelimit.Priority.READ) for _ in range(4)]
+    read_slots = [t.slot for t in reads]  # 1000.0, 1000.5, 1001.0, 1001.5
+    create = limiter._claim(_ratelimit.Priority.CREATE)
+    assert create is not None and create.slot == read_slots[1]  # the first free one (slot 0 is due now)
+    assert [t.slot for t in reads] == [read_slots[0], read_slots[2], read_slots[3], read_slots[3] + 0.5]
+    later = limiter._claim(_ratelimit.Priority.CREATE)
+    assert later is not None and create.slot < later.slot == read_slots[2]  # creates keep their own order
+
+
+def test_creates_go_first_through_the_real_waits() -> None:
+    limiter = _ratelimit.RateLimiter(5)  # real time: a slot every 200 ms
+    order: list[str] = []
+
+    async def one(name: str, priority: _ratelimit.Priority, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await limiter.aacquire(priority)
+        order.append(name)
+
+    async def run() -> None:
+        reads = [one(f"read{i}", _ratelimit.Priority.READ, 0) for i in range(6)]
+        await asyncio.gather(*reads, one("create", _ratelimit.Priority.CREATE, 0.02))
+
+    asyncio.run(run())
+    assert order.index("create") <= 2 and [n for n in order if n != "create"] == [f"read{i}" for i in range(6)]
+
+
+def test_rejections_halve_the_rate_and_successes_win_it_back(clock: list[float]) -> None:
+    limiter = _ratelimit.RateLimiter(4)
+    limiter.on_rejected()
+    assert limiter.rate == 2 and limiter.rejections == 1
+    for _ in range(10):
+        limiter.on_rejected()
+    assert limiter.rate == 4 * _ratelimit.MIN_RATE_SHARE  # a floor: never stops entirely
+    steps = 0
+    while limiter.rate < 4:
+        limiter.on_accepted()
+        steps += 1
+    assert limiter.rate == 4 and steps == math.ceil((4 - 0.4) / (4 * _ratelimit.RECOVERY_STEP))
+    limiter.on_accepted()
+    assert limiter.rate == 4  # qps stays the ceiling
+
+
+def test_after_a_rejection_calls_are_spaced_at_the_lower_rate(clock: list[float]) -> None:
+    limiter = _ratelimit.RateLimiter(4)
+    limiter.acquire()
+    limiter.on_rejected()
+    sent = []
+    for _ in range(4):
+        limiter.acquire()
+        sent.append(clock[0])
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(sent))  # 2/s, not 4/s
+
+
+def test_a_cancelled_waiter_gives_its_place_up(clock: list[float]) -> None:
+    limiter = _ratelimit.RateLimiter(1)
+
+    async def run() -> None:
+        await limiter.aacquire()
+        waiter = asyncio.ensure_future(limiter.aacquire())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(run())
+    assert limiter._waiting == []

@@ -16,7 +16,7 @@ from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapRetryableE
 from airflow_provider_patsnap.hooks._drivers import close_shared_async_client
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus, ReportJob, ReportKind
-from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
+from airflow_provider_patsnap.triggers.report_job import MAX_STRETCH, PatsnapReportJobTrigger, PollSchedule
 
 CLASSPATH = "airflow_provider_patsnap.triggers.report_job.PatsnapReportJobTrigger"
 BIG_JOB_ID = "1579434053399035905"
@@ -180,3 +180,46 @@ def test_an_outage_longer_than_the_hooks_budget_does_not_end_the_wait(
     (event,) = events
     assert event["status"] == "success" and answers == []
     assert "sign" not in json.dumps(event)
+
+
+# --------------------------------------------------------------------------- timeouts on time, polls that pay
+
+
+def test_the_timeout_fires_on_time_while_a_poll_waits_in_a_long_queue(
+    monkeypatch: pytest.MonkeyPatch, emu_conn: str
+) -> None:
+    async def stuck_behind_other_jobs(self: Any, kind: Any, job_id: Any) -> ReportJob:
+        await asyncio.sleep(3600)  # a poll waiting in the account's rate-limit queue
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(PatsnapHook, "aget_report_job", stuck_behind_other_jobs)
+    now = time.time()
+    trigger = PatsnapReportJobTrigger("7", "enterprise", end_time=now + 0.5, poll_interval=0.2, last_polled_at=now)
+    started = time.monotonic()
+
+    (event,) = all_events(trigger)
+
+    assert event["status"] == "timeout"
+    assert time.monotonic() - started < 0.5 + 0.2 + 0.3  # within one poll interval of the deadline
+
+
+def job(status: JobStatus, queue: int | None = None) -> ReportJob:
+    return ReportJob("7", ReportKind.ENTERPRISE, status, queue_num=queue)
+
+
+def test_the_schedule_polls_exporting_jobs_every_interval() -> None:
+    schedule = PollSchedule(30)
+    assert schedule.next_wait(job(JobStatus.EXPORTING), 0) == 30
+    assert schedule.next_wait(job(JobStatus.QUEUED, 0), 30) == 30
+
+
+def test_the_schedule_waits_for_a_queue_to_drain_halfway() -> None:
+    schedule = PollSchedule(30)
+    assert schedule.next_wait(job(JobStatus.QUEUED, 40), 0) == 30  # first sight: nothing known yet
+    # 10 jobs drained in 30 s: 30 ahead take ~90 s; look again halfway.
+    assert schedule.next_wait(job(JobStatus.QUEUED, 30), 30) == pytest.approx(45)
+    # A long queue is still looked at within MAX_STRETCH intervals; a queue that does not move, backs off.
+    assert schedule.next_wait(job(JobStatus.QUEUED, 29), 1000) == 30 * MAX_STRETCH
+    assert schedule.next_wait(job(JobStatus.QUEUED, 29), 1030) == 60
+    # Near the front: never less than one interval.
+    assert schedule.next_wait(job(JobStatus.QUEUED, 1), 1060) == 30
