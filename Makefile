@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW_SPEC ?= apache-airflow>=3.0
-EXTRAS ?= test,s3,lineage
+EXTRAS ?= test,s3,lineage,redis
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell echo '$(AIRFLOW_SPEC)' | tr -c 'A-Za-z0-9.' '_')
 

@@ -103,6 +103,11 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Longest retry wait (s)",
                         "schema": {"type": ["number", "null"], "default": 60},
                     },
+                    "rate_limit_url": {
+                        "label": "Shared rate limit (redis://...)",
+                        "description": "One budget for every worker and triggerer; qps is then the account's QPS",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
             }
         ],

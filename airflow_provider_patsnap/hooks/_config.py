@@ -26,6 +26,7 @@ EXTRAS = (
     "max_concurrency",
     "retry_wait_min",
     "retry_wait_max",
+    "rate_limit_url",
     "scheme",
 )
 
@@ -45,6 +46,8 @@ class PatsnapConfig:
     api_key_in_query: bool = False
     retry_wait_min: float = 1.0
     retry_wait_max: float = 60.0
+    #: redis:// URL of a budget every process of the deployment shares (then ``qps`` is the account's).
+    rate_limit_url: str | None = field(default=None, repr=False)
 
     @property
     def uses_oauth(self) -> bool:
@@ -53,7 +56,8 @@ class PatsnapConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The values to register with the secrets masker."""
-        return tuple(s for s in (self.client_secret, self.api_key) if s)
+        redis_password = urlsplit(self.rate_limit_url).password if self.rate_limit_url else None
+        return tuple(s for s in (self.client_secret, self.api_key, redis_password) if s)
 
     @property
     def principal(self) -> str:
@@ -137,4 +141,5 @@ def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -
         api_key_in_query=_flag(extra.get("api_key_in_query", False)),
         retry_wait_min=_number(extra, "retry_wait_min", 1.0),
         retry_wait_max=_number(extra, "retry_wait_max", 60.0),
+        rate_limit_url=str(extra.get("rate_limit_url") or "").strip() or None,
     )

@@ -133,7 +133,7 @@ class CallCore:
         self.config = config
         self.log = log
         self.tokens = tokens
-        self.limiter = limiter_for(config.base_url, config.principal, config.qps)
+        self.limiter = limiter_for(config.base_url, config.principal, config.qps, config.rate_limit_url)
         self.token_key = (config.base_url, config.client_id or "")
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Request:
@@ -163,8 +163,11 @@ class CallCore:
         endpoint = f"{method} {path}"
         refused_once = False
         while True:
-            # The slot first, then the credentials: a token taken before a long wait in the
-            # limiter's queue could expire in hand.
+            # A missing token is fetched before queueing (a fetch between the slot and the send would
+            # let the call arrive after its slot), but the credentials are read only after the wait in
+            # the limiter's queue: a token taken before a long wait could expire in hand.
+            if self.config.uses_oauth and self.tokens.get(self.token_key) is None:
+                yield from self._credentials()
             yield Acquire(self.limiter, priority)
             headers, auth_params, token = yield from self._credentials()
             reply = yield Send(

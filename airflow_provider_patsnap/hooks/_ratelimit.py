@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
+from airflow_provider_patsnap.hooks._shared_budget import SharedBudget
+
 #: PatSnap counts calls in a sliding one-second window; the client counts in a slightly longer one.
 WINDOW_SECONDS = 1.02
 #: On a rejection the rate halves, but never below this share of the configured QPS.
@@ -48,8 +50,9 @@ class _Ticket:
 class RateLimiter:
     """Keeps calls under ``qps`` per second across threads and coroutines (see the module docstring)."""
 
-    def __init__(self, qps: float | None) -> None:
+    def __init__(self, qps: float | None, shared: SharedBudget | None = None) -> None:
         self.qps = qps if qps and qps > 0 else None
+        self.shared = shared if self.qps else None
         self.rate = self.qps or 0.0
         self.rejections = 0
         self._next = 0.0
@@ -105,6 +108,8 @@ class RateLimiter:
                 time.sleep(delay)
         finally:
             self._drop(ticket)
+        while self.shared is not None and (delay := self.shared.wait()) > 0:
+            time.sleep(delay)
 
     async def aacquire(self, priority: Priority = Priority.READ) -> None:
         ticket = self._claim(priority)
@@ -115,6 +120,8 @@ class RateLimiter:
                 await asyncio.sleep(delay)
         finally:
             self._drop(ticket)  # a cancelled trigger gives its place up
+        while self.shared is not None and (delay := await self.shared.await_()) > 0:
+            await asyncio.sleep(delay)
 
     # ------------------------------------------------------------------ feedback
 
@@ -135,15 +142,17 @@ class RateLimiter:
             self.rate = min(self.qps, self.rate + self.qps * RECOVERY_STEP)
 
 
-_LIMITERS: dict[tuple[str, str, float | None], RateLimiter] = {}
+_LIMITERS: dict[tuple[str, str, float | None, str | None], RateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
-def limiter_for(base_url: str, principal: str, qps: float | None) -> RateLimiter:
-    """The process-wide limiter for one account on one host (hooks share it, so does the triggerer)."""
-    key = (base_url, principal, qps)
+def limiter_for(base_url: str, principal: str, qps: float | None, shared_url: str | None = None) -> RateLimiter:
+    """The process-wide limiter for one account on one host (hooks share it, so does the triggerer);
+    with ``shared_url``, every call also takes a place in the deployment-wide budget in Redis."""
+    key = (base_url, principal, qps, shared_url)
     with _LIMITERS_LOCK:
         limiter = _LIMITERS.get(key)
         if limiter is None:
-            limiter = _LIMITERS[key] = RateLimiter(qps)
+            shared = SharedBudget(shared_url, f"{base_url}|{principal}", qps) if shared_url and qps else None
+            limiter = _LIMITERS[key] = RateLimiter(qps, shared)
         return limiter

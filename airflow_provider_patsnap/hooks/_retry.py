@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
 from airflow_provider_patsnap.errors import may_replay
 
@@ -30,7 +30,8 @@ class _WaitBackoffOrRetryAfter:
 
     def __init__(self, initial: float, maximum: float) -> None:
         self.maximum = maximum
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        # Exponential from `initial`, capped, plus up to `initial` of jitter (stable tenacity APIs only).
+        self.backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
 
     def __call__(self, state: RetryCallState) -> float:
         wait = self.backoff(state)

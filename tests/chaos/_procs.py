@@ -3,7 +3,9 @@ conditions with deadlines, and kill whole groups (SIGKILL) however the test ends
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +38,22 @@ def tail(path: Path, lines: int = 40) -> str:
     except FileNotFoundError:
         return f"({path} does not exist)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
 
 
 class Proc:
@@ -65,21 +83,20 @@ class Proc:
         return self.popen.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (idempotent), then reap the leader."""
+        """SIGKILL the whole process group (idempotent), reap the leader, wait for the rest to die."""
+        if self.popen.returncode is not None and not self.group_alive():
+            return  # reaped and nothing left: its id may belong to someone else by now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def group_alive(self) -> bool:
-        """Whether any process of the group still exists (children may outlive the leader)."""
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        """Whether a process of the group still runs (zombies awaiting their reaper do not count)."""
+        return bool(group_members(self.pid))
 
     def wait(self, timeout: float) -> int:
         try:
@@ -98,6 +115,7 @@ class Procs:
 
     def __init__(self) -> None:
         self.items: list[Proc] = []
+        atexit.register(self.kill_all)  # a safety net should the test process end without its teardown
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str], log: Path) -> Proc:
         proc = Proc(name, argv, env, log)
@@ -122,7 +140,7 @@ def run(
     argv: Sequence[str], env: dict[str, str], timeout: float, log: Path, procs: Procs | None = None, check: bool = True
 ) -> tuple[int, str]:
     """Run a command to completion in its own group; kill the group on timeout. Returns (rc, output)."""
-    name = " ".join(argv[2:5]) if argv[:3] == AIRFLOW[:3] else " ".join(argv[:3])
+    name = "airflow " + " ".join(argv[3:5]) if list(argv[:3]) == AIRFLOW else " ".join(argv[:3])
     proc = Proc(name, argv, env, log)
     if procs is not None:
         procs.items.append(proc)
@@ -187,12 +205,30 @@ class MetadataDB:
             dag_id,
             run_id,
         )
-        return [dict(zip(cols, r)) for r in rows]
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
-@contextlib.contextmanager
-def cleanup(procs: Procs) -> Iterator[Procs]:
-    try:
-        yield procs
-    finally:
-        procs.kill_all()
+def airflow_env(home: Path, dags_folder: Path, **extra: str) -> dict[str, str]:
+    """The environment of a process of a private Airflow installation at ``home``.
+
+    Nothing of the test session's own Airflow settings leaks in (``AIRFLOW*`` and ``PATSNAP_*`` are
+    dropped); ``dags_folder`` is also the only DAG bundle (Airflow 3 runs only DAGs of a bundle).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PATSNAP_", "PYTEST_"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
+            [{"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}}]
+        ),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def show(capsys: Any, line: str) -> None:
+    """Print a result line into the run's output even under ``pytest -q`` (captured otherwise)."""
+    with capsys.disabled():
+        print(f"\n[chaos] {line}", flush=True)

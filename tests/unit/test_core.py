@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +31,7 @@ from airflow_provider_patsnap.hooks._core import (
     Steps,
     TransportFailure,
 )
-from airflow_provider_patsnap.hooks._token_cache import TokenCache
+from airflow_provider_patsnap.hooks._token_cache import Token, TokenCache
 
 BASE = "https://patsnap.test"
 STATUS = "/innovation/company-report/job_id/status"
@@ -146,17 +147,33 @@ def create(core: CallCore) -> Steps[Any]:
 # ------------------------------------------------------------------------------------ the sequence
 
 
-def test_slot_is_taken_before_the_token_and_the_token_under_its_lock() -> None:
+def test_a_missing_token_is_fetched_under_its_lock_before_queueing_for_a_slot() -> None:
     driver, result = drive(oauth(), token("tok-1"), ok({"job_status": 1}))
 
     assert result == {"job_status": 1}
-    assert driver.kinds() == ["acquire", "lock", "token", "masksecret", "send GET"]
+    # The send follows its slot at once: no token fetch in between to make it arrive late.
+    assert driver.kinds() == ["lock", "token", "masksecret", "acquire", "send GET"]
     assert driver.released == 1
     business = driver.sends()[1]
     assert business.headers["Authorization"] == "Bearer tok-1"
     assert business.params == {"job_id": "7", "apikey": "cid"}
     token_request = driver.sends()[0]
     assert token_request.basic_auth == ("cid", "csecret") and token_request.form == {"grant_type": "client_credentials"}
+
+
+def test_the_token_is_read_after_the_wait_for_a_slot() -> None:
+    tokens = TokenCache()
+    tokens.put(("https://patsnap.test", "cid"), Token("tok-old", time.monotonic() + 1800, 1800))
+    core = CallCore(oauth(), _Log(), tokens=tokens)
+    steps = core.call("GET", STATUS)
+    assert isinstance(steps.send(None), Acquire)  # a fresh token: straight to the queue
+    tokens.invalidate(("https://patsnap.test", "cid"), "tok-old")  # it went stale while we waited
+    assert isinstance(steps.send(None), Lock)
+    fetch = steps.send(lambda: None)
+    assert isinstance(fetch, Send) and fetch.request.url.endswith("/oauth/token")
+    steps.send(token("tok-new"))  # MaskSecret
+    business = steps.send(None)
+    assert isinstance(business, Send) and business.request.headers["Authorization"] == "Bearer tok-new"
 
 
 def test_a_cached_token_means_no_lock_and_no_token_request() -> None:
@@ -184,8 +201,8 @@ def test_refused_token_is_dropped_refetched_once_and_the_call_replayed() -> None
 
     assert result == "fine"
     assert driver.kinds() == [
-        "acquire", "lock", "token", "masksecret", "send GET",
-        "acquire", "lock", "token", "masksecret", "send GET",
+        "lock", "token", "masksecret", "acquire", "send GET",
+        "lock", "token", "masksecret", "acquire", "send GET",
     ]  # fmt: skip
     assert driver.sends()[-1].headers["Authorization"] == "Bearer tok-new"
     assert driver.sleeps() == []  # a token refresh is not a retry: no backoff
@@ -281,7 +298,6 @@ def test_closing_the_sequence_mid_token_fetch_releases_the_token_lock() -> None:
     core = CallCore(oauth(), _Log(), tokens=TokenCache())
     released: list[bool] = []
     steps = core.call("GET", STATUS)
-    assert isinstance(steps.send(None), Acquire)
     assert isinstance(steps.send(None), Lock)
     assert isinstance(steps.send(lambda: released.append(True)), Send)  # the token request is in flight
     steps.close()  # what a cancelled trigger does to it

@@ -16,8 +16,16 @@ PACKAGE = ROOT / "airflow_provider_patsnap"
 #: Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"airflow": "apache-airflow"}
 #: Imported only inside functions that run where their distribution is present: the pre-3.2 connection
-#: form (Airflow's own UI stack) and OpenLineage (the ``lineage`` extra, guarded by ImportError).
-OPTIONAL = {"flask_appbuilder": None, "flask_babel": None, "wtforms": None, "openlineage": "lineage"}
+#: form (Airflow's own UI stack), OpenLineage (the ``lineage`` extra, guarded by ImportError) and the
+#: shared rate limit (the ``redis`` extra, with an error naming it when absent).
+OPTIONAL = {
+    "flask_appbuilder": None,
+    "flask_babel": None,
+    "wtforms": None,
+    "openlineage": "lineage",
+    "pyrate_limiter": "redis",
+    "redis": "redis",
+}
 
 
 def imported_top_levels() -> dict[str, list[str]]:
@@ -52,7 +60,7 @@ def test_every_runtime_import_is_declared() -> None:
             continue
         if name in OPTIONAL:
             extra = OPTIONAL[name]
-            assert extra is None or any(name in d for d in extras[extra]), (name, extra)
+            assert extra is None or any(name.replace("_", "-") in d for d in extras[extra]), (name, extra)
             continue
         if DISTRIBUTIONS.get(name, name).replace("_", "-") not in required:
             missing[name] = sorted(set(where))
