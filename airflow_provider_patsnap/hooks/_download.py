@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -107,25 +109,59 @@ class ReportDownloader:
         self, response: requests.Response, handle: Any, local_path: str, filename: str, chunk_size: int, endpoint: str
     ) -> tuple[int, str, str]:
         expected = response.headers.get("Content-Length")
-        digest = hashlib.sha256()
         size = 0
         head = b""
-        try:
-            for chunk in response.iter_content(chunk_size=chunk_size):
-                if len(head) < 8:
-                    head += chunk[:8]
-                digest.update(chunk)
-                handle.write(chunk)
-                size += len(chunk)
-        except requests.RequestException as exc:
-            raise PatsnapDownloadError(
-                f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
-            ) from None
+        with BackgroundSha256() as digest:
+            try:
+                for chunk in response.iter_content(chunk_size=chunk_size):
+                    if len(head) < 8:
+                        head += chunk[:8]
+                    digest.update(chunk)
+                    handle.write(chunk)
+                    size += len(chunk)
+            except requests.RequestException as exc:
+                raise PatsnapDownloadError(
+                    f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
+                ) from None
+            sha256 = digest.hexdigest()
         if expected is not None and expected.isdigit() and int(expected) != size:
             raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
         handle.flush()
         extension = report_type_of(head, local_path, filename, response.headers, endpoint)
-        return size, digest.hexdigest(), extension
+        return size, sha256, extension
+
+
+class BackgroundSha256:
+    """SHA-256 computed in a thread fed by the copy loop, so hashing overlaps reading and writing
+    (hashlib releases the GIL on large chunks). At most ``depth`` chunks wait: memory stays bounded."""
+
+    def __init__(self, depth: int = 8) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._digest = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, name="patsnap-sha256", daemon=True)
+
+    def __enter__(self) -> BackgroundSha256:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def _finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self._finish()
+        return self._digest.hexdigest()
 
 
 def report_type_of(head: bytes, local_path: str, filename: str, headers: Mapping[str, str], endpoint: str) -> str:

@@ -73,7 +73,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
             try:
                 # The deadline also bounds the poll: under load a poll waits in the account's
                 # rate-limit queue, and the timeout must not wait behind it.
-                budget = min(self.poll_interval, LAST_LOOK_SECONDS) if last_look else remaining
+                budget = min(self.poll_interval / 2, LAST_LOOK_SECONDS) if last_look else remaining
                 job = await asyncio.wait_for(hook.aget_report_job(self.report_kind, self.job_id), budget)
             except asyncio.TimeoutError:
                 yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
@@ -113,7 +113,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
         return f"{ReportKind(self.report_kind).code} job {self.job_id} did not finish in time"
 
 
-#: The look at the deadline waits at most this long (or one poll interval, if shorter) for its answer.
+#: The look at the deadline waits at most this long (or half a poll interval, if shorter) for its answer.
 LAST_LOOK_SECONDS = 10.0
 #: A queued job is looked at least this often (in poll intervals), however long its queue.
 MAX_STRETCH = 4.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -24,26 +25,12 @@ from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.testing.emulator.protocol import _double_round_trip
 from tests.support import (
     P037_PATH as P037,
-)
-from tests.support import (
     R001_CREATE_NO_LOGO_PATH as R001_CREATE_NO_LOGO,
-)
-from tests.support import (
     R001_CREATE_PATH as R001_CREATE,
-)
-from tests.support import (
     R001_STATUS_PATH as R001_STATUS,
-)
-from tests.support import (
     R002_CREATE_NO_LOGO_PATH as R002_CREATE_NO_LOGO,
-)
-from tests.support import (
     R002_CREATE_PATH as R002_CREATE,
-)
-from tests.support import (
     R002_STATUS_PATH as R002_STATUS,
-)
-from tests.support import (
     call,
     create,
     download_url,
@@ -459,3 +446,15 @@ def test_cli_rejects_a_bad_outage_spec() -> None:
     for bad in ("bogus:1", "create", "create:x", "create:1:2:200", "create:1:2:503:9"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--outage", bad])
+
+
+def test_generation_slots_model_patsnaps_queue() -> None:
+    with PatsnapEmulator(job_seconds=0.6, generation_slots=1) as emu:
+        token = get_token(emu)
+        ids = [create(emu, token, company_name=f"Queue Co {i}") for i in range(3)]
+        answers = [call(emu, "GET", R001_STATUS, token, params={"job_id": i}).json()["data"] for i in ids]
+        assert [(a["job_status"], a["queue_num"]) for a in answers] == [(1, 0), (0, 1), (0, 2)]
+        done = [emu.job(i)["done_at"] for i in ids]
+        assert all(0.55 < b - a < 0.7 for a, b in itertools.pairwise(done))  # one generator: in turn
+        poll_until_done(emu, token, R001_STATUS, ids[-1])
+        assert time.time() >= done[-1] - 0.05

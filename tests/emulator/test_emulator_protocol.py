@@ -26,7 +26,14 @@ import airflow_provider_patsnap.testing.emulator as emulator_module
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from tests.support import (
     DOCX_TYPE,
+    P037_PATH as P037,
     PN,
+    R001_CREATE_NO_LOGO_PATH as R001_CREATE_NO_LOGO,
+    R001_CREATE_PATH as R001_CREATE,
+    R001_STATUS_PATH as R001_STATUS,
+    R002_CREATE_NO_LOGO_PATH as R002_CREATE_NO_LOGO,
+    R002_CREATE_PATH as R002_CREATE,
+    R002_STATUS_PATH as R002_STATUS,
     call,
     check_pdf,
     create,
@@ -36,27 +43,6 @@ from tests.support import (
     indicators,
     poll_until_done,
     raw_get,
-)
-from tests.support import (
-    P037_PATH as P037,
-)
-from tests.support import (
-    R001_CREATE_NO_LOGO_PATH as R001_CREATE_NO_LOGO,
-)
-from tests.support import (
-    R001_CREATE_PATH as R001_CREATE,
-)
-from tests.support import (
-    R001_STATUS_PATH as R001_STATUS,
-)
-from tests.support import (
-    R002_CREATE_NO_LOGO_PATH as R002_CREATE_NO_LOGO,
-)
-from tests.support import (
-    R002_CREATE_PATH as R002_CREATE,
-)
-from tests.support import (
-    R002_STATUS_PATH as R002_STATUS,
 )
 
 

@@ -228,3 +228,29 @@ def test_an_existing_file_with_other_content_is_kept_unless_overwrite(tmp_path: 
     fetch(done(), str(target), overwrite=True)
     assert target.read_bytes() == PDF
     assert files_under(tmp_path) == [target]
+
+
+def test_the_background_digest_equals_hashing_in_line() -> None:
+    import hashlib
+    import os
+    import threading
+
+    from airflow_provider_patsnap.hooks._download import BackgroundSha256
+
+    chunks = [os.urandom(size) for size in (0, 1, 4096, 1 << 20, 7, 1 << 20)]
+    with BackgroundSha256(depth=2) as digest:
+        for chunk in chunks:
+            digest.update(chunk)
+        assert digest.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert not any(t.name == "patsnap-sha256" for t in threading.enumerate())
+
+
+def test_the_background_digest_thread_ends_when_the_copy_fails() -> None:
+    import threading
+
+    from airflow_provider_patsnap.hooks._download import BackgroundSha256
+
+    with pytest.raises(OSError), BackgroundSha256() as digest:
+        digest.update(b"x" * 10)
+        raise OSError("disk full")
+    assert not any(t.name == "patsnap-sha256" for t in threading.enumerate())

@@ -4,6 +4,7 @@ download truncation, the report file each job serves)."""
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 import random
 import re
@@ -31,6 +32,9 @@ class _Job:
     filename: str
     path: str
     download_attempts: int = 0
+    #: With ``generation_slots``: when a generator picks the job up and when it is done (monotonic).
+    started_mono: float | None = None
+    done_mono: float | None = None
 
     @property
     def subject(self) -> tuple[str, str]:
@@ -75,6 +79,9 @@ class _JobBook(_Counters):
     truncate_downloads: int
     truncate_first_download: bool
     colliding_file_names: bool
+    generation_slots: int | None
+    job_seconds_range: tuple[float, float] | None
+    _slot_free: list[float]
 
     def _next_job_id(self) -> int:
         while True:
@@ -106,6 +113,7 @@ class _JobBook(_Counters):
                 filename=filename,
                 path=f"/tffi-export/{stamp:%Y%m%d%H%M%S}/{job_id}/{filename}",
             )
+            self._schedule(job)
             self._jobs[str(job_id)] = job
             self._stats["creates"] += 1
             self._stats["creates_by_kind"][kind] += 1
@@ -113,6 +121,19 @@ class _JobBook(_Counters):
             by_subject[job.billing_subject] = by_subject.get(job.billing_subject, 0) + 1
             self._bill(_create_path(kind, logo), 1)
         return job
+
+    def _schedule(self, job: _Job) -> None:
+        """With ``generation_slots``, PatSnap's queue: jobs wait in creation order for one of that many
+        generators, each taking ``job_seconds`` (or a seeded draw from ``job_seconds_range``)."""
+        if not self.generation_slots:
+            return
+        low, high = self.job_seconds_range or (self.job_seconds, self.job_seconds)
+        seconds = random.Random(f"duration:{job.job_id}").uniform(low, high)
+        while len(self._slot_free) < self.generation_slots:
+            heapq.heappush(self._slot_free, 0.0)
+        start = max(job.created_mono, heapq.heappop(self._slot_free))
+        job.started_mono, job.done_mono = start, start + seconds
+        heapq.heappush(self._slot_free, job.done_mono)
 
     def _find_job(self, job_id: str) -> _Job | None:
         with self._lock:
@@ -126,6 +147,19 @@ class _JobBook(_Counters):
 
     def _job_state(self, job: _Job) -> tuple[int, int]:
         """(job_status, queue_num) by wall time since creation."""
+        if job.started_mono is not None and job.done_mono is not None:
+            now = time.monotonic()
+            if now >= job.done_mono:
+                return (3 if job.fails else 2), 0
+            if now >= job.started_mono:
+                return 1, 0
+            with self._lock:
+                ahead = sum(
+                    1
+                    for other in self._jobs.values()
+                    if other.created_mono < job.created_mono and (other.started_mono or 0) > now
+                )
+            return 0, ahead + 1
         total = float(self.job_seconds)
         elapsed = time.monotonic() - job.created_mono
         if total <= 0 or elapsed >= total:

@@ -37,6 +37,9 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
 
     * ``job_seconds`` (2.0): report generation time; ``fail_identifiers``: identifiers whose report
       fails (status 3), as does any identifier containing ``FAIL``.
+    * ``generation_slots`` (None): PatSnap's queue. Jobs wait in creation order for one of this many
+      generators (status 0, ``queue_num`` = position), then take ``job_seconds`` each, or a seeded
+      draw from ``job_seconds_range`` (e.g. ``(60, 600)``: PatSnap's documented 1-10 minutes).
     * ``token_ttl`` (1800 s), ``link_ttl`` (7 days): OAuth token and signed link lifetimes.
     * ``single_active_token`` (False): issuing a token to a client revokes that client's earlier
       tokens (calls with them get 67200003), as PatSnap does.
@@ -83,6 +86,8 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         single_active_token: bool = False,
         echo_wrong_job_id: bool = False,
         colliding_file_names: bool = False,
+        generation_slots: int | None = None,
+        job_seconds_range: tuple[float, float] | None = None,
         seed: int = 0,
         client_id: str | None = None,
         client_secret: str | None = None,
@@ -106,6 +111,9 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         self.single_active_token = single_active_token
         self.echo_wrong_job_id = echo_wrong_job_id
         self.colliding_file_names = colliding_file_names
+        self.generation_slots = generation_slots
+        self.job_seconds_range = job_seconds_range
+        self._slot_free: list[float] = []
         self.seed = seed
         self.client_id = client_id if client_id is not None else "emulator-client"
         self.client_secret = client_secret if client_secret is not None else secrets.token_urlsafe(24)
@@ -253,6 +261,8 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
             "params": copy.deepcopy(job.params),
             "report_type": job.report_type,
             "created_at": job.created_at,
+            # Epoch seconds the report is (or was) done, when the queue model knows it in advance.
+            "done_at": None if job.done_mono is None else job.created_at + (job.done_mono - job.created_mono),
             "status": status,
             "queue_num": queue_num,
             "fails": job.fails,
