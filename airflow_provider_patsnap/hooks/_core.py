@@ -58,6 +58,16 @@ class Request:
         if refusal:
             raise ValueError(f"refusing to request {self.url.split('?')[0]}: {refusal}")
 
+    def send_kwargs(self) -> dict[str, Any]:
+        """What both HTTP libraries take alike (each adds its own timeout)."""
+        return {
+            "params": dict(self.params),
+            "json": self.json,
+            "data": dict(self.form) if self.form is not None else None,
+            "headers": dict(self.headers),
+            "auth": self.basic_auth,
+        }
+
 
 @dataclass(frozen=True)
 class Response:
@@ -105,6 +115,14 @@ class MaskSecret:
 
 Step = Send | Acquire | Sleep | Lock | MaskSecret
 Steps = Generator[Step, Any, T]
+
+
+def advance(steps: Steps[Any], reply: Any) -> tuple[bool, Any]:
+    """Send ``reply`` into ``steps``: ``(False, next step)``, or ``(True, result)`` once it returns."""
+    try:
+        return False, steps.send(reply)
+    except StopIteration as done:
+        return True, done.value
 
 
 def with_retries(policy: Any, attempt: Callable[[], Steps[T]]) -> Steps[T]:

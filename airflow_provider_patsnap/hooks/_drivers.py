@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from airflow_provider_patsnap.hooks._core import (
     Steps,
     T,
     TransportFailure,
+    advance,
 )
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.version_compat import amask_secret, mask_secret
@@ -52,13 +54,9 @@ def _requests_send(session: requests.Session, request: Request) -> Response | Tr
         answer = session.request(
             request.method,
             request.url,
-            params=dict(request.params),
-            json=request.json,
-            data=dict(request.form) if request.form is not None else None,
-            headers=dict(request.headers),
-            auth=request.basic_auth,
             timeout=(request.connect_timeout, request.read_timeout),
             allow_redirects=False,
+            **request.send_kwargs(),
         )
     except requests.RequestException as exc:
         # requests wraps urllib3's MaxRetryError; its reason says whether a connection was ever made
@@ -73,16 +71,11 @@ def _requests_send(session: requests.Session, request: Request) -> Response | Tr
 
 def run(steps: Steps[T], session: requests.Session) -> T:
     """Perform ``steps`` with blocking I/O; return what the sequence returns (or raise what it raises)."""
-    reply: Any = None
-    try:
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = _perform(step, session)
-    finally:
-        steps.close()  # on an interrupt, the sequence's own cleanup (the token lock) runs now
+    with closing(steps):  # on an interrupt, the sequence's own cleanup (the token lock) runs now
+        done, value = advance(steps, None)
+        while not done:
+            done, value = advance(steps, _perform(value, session))
+        return value  # type: ignore[no-any-return]
 
 
 def _perform(step: Step, session: requests.Session) -> Any:
@@ -149,14 +142,7 @@ async def _httpx_send(request: Request) -> Response | TransportFailure:
         return TransportFailure(name="PoolTimeout", connected=False)
     try:
         answer = await shared_async_client().request(
-            request.method,
-            request.url,
-            params=dict(request.params),
-            json=request.json,
-            data=dict(request.form) if request.form is not None else None,
-            headers=dict(request.headers),
-            auth=request.basic_auth,
-            timeout=timeout,
+            request.method, request.url, timeout=timeout, **request.send_kwargs()
         )
     except httpx.HTTPError as exc:
         unconnected = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
@@ -168,16 +154,11 @@ async def _httpx_send(request: Request) -> Response | TransportFailure:
 
 async def arun(steps: Steps[T]) -> T:
     """Perform ``steps`` on the running event loop (nothing blocks it)."""
-    reply: Any = None
-    try:
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = await _aperform(step)
-    finally:
-        steps.close()  # a cancelled trigger releases the token lock at once
+    with closing(steps):  # a cancelled trigger releases the token lock at once
+        done, value = advance(steps, None)
+        while not done:
+            done, value = advance(steps, await _aperform(value))
+        return value  # type: ignore[no-any-return]
 
 
 async def _aperform(step: Step) -> Any:

@@ -44,6 +44,20 @@ def annotate_outlet_events(operator: Any, context: Any, result: dict[str, Any]) 
             continue
 
 
+def archive_report(operator: Any, context: Any, job_id: str) -> dict[str, Any]:
+    """Download ``job_id`` to the operator's ``destination`` and tell Airflow what was written."""
+    result = PatsnapHook(operator.patsnap_conn_id).download_report(
+        operator.report_kind,
+        job_id,
+        operator.destination,
+        destination_conn_id=operator.destination_conn_id,
+        overwrite=operator.overwrite,
+    )
+    annotate_outlet_events(operator, context, result)
+    operator._written_uri = result["uri"]
+    return result
+
+
 def lineage_of(operator: Any, asked: dict[str, Any]) -> Any:
     """OpenLineage facets of a PatSnap task: the endpoint it read (with what it asked for) and the
     file it wrote, if any (``_written_uri``, set by ``execute``)."""

@@ -17,17 +17,20 @@ from airflow_provider_patsnap.durable import durable_create, generation, window_
 from airflow_provider_patsnap.errors import PatsnapJobFailedError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus, ReportKind
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, archive_report
 from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
 from airflow_provider_patsnap.version_compat import (
     AIRFLOW_V_3_3_PLUS,
     AirflowException,
     AirflowFailException,
+    BaseOperator,
     ResumableJobMixin,
     default_deferrable,
 )
 
 WAIT_KEY = "patsnap_pipeline_wait"
+#: Airflow's operator metaclass applies ``default_args`` to the ``__init__`` it wraps.
+_apply_defaults = type(BaseOperator)._apply_defaults
 _ACTIVE = {JobStatus.QUEUED.name.lower(), JobStatus.EXPORTING.name.lower()}
 
 
@@ -39,6 +42,13 @@ class ReportPipelineMixin(ResumableJobMixin):
     log: Any
     create: Any  # the create operator's create(hook) -> job id
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The create operator's identifiers, then the archive step's own templated fields.
+        fields = (*getattr(cls, "identifier_fields", ()), "report_type", "destination", "destination_conn_id")
+        setattr(cls, "template_fields", fields)  # noqa: B010 - BaseOperator declares it, not this mixin
+
+    @_apply_defaults  # type: ignore[type-var]  # as ResumableJobMixin does: subclasses need no __init__
     def __init__(
         self,
         *,
@@ -80,7 +90,7 @@ class ReportPipelineMixin(ResumableJobMixin):
         with airflow_failure_semantics(), _NoSecondReport(self):
             status, message = (event or {}).get("status"), (event or {}).get("message", "")
             if status == "success" and self._job_id:
-                return self._archive(context, self._job_id)
+                return archive_report(self, context, self._job_id)
             if status in ("failed", "error"):
                 raise AirflowFailException(message)
             if status == "timeout":
@@ -92,7 +102,7 @@ class ReportPipelineMixin(ResumableJobMixin):
         try:
             job = self.hook.get_report_job(self.report_kind, job_id)
             if job.is_done():
-                return self._archive(context, job_id)
+                return archive_report(self, context, job_id)
         except PatsnapRetryableError as exc:
             self.log.warning("Status check failed, the trigger will poll again: %s", exc)
         polled_at = time.time()
@@ -110,18 +120,6 @@ class ReportPipelineMixin(ResumableJobMixin):
             timeout=timedelta(seconds=max(end_time - polled_at, 0) + min(self.poll_interval, 60.0)),
         )
         raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
-
-    def _archive(self, context: Any, job_id: str) -> dict[str, Any]:
-        result = self.hook.download_report(
-            self.report_kind,
-            job_id,
-            self.destination,
-            destination_conn_id=self.destination_conn_id,
-            overwrite=self.overwrite,
-        )
-        annotate_outlet_events(self, context, result)
-        self._written_uri = result["uri"]
-        return result
 
     # ------------------------------------------------------------------ ResumableJobMixin
 
@@ -155,7 +153,7 @@ class ReportPipelineMixin(ResumableJobMixin):
             else:
                 self.log.info("%s", job.describe())
                 if job.is_done():
-                    self._result = self._archive(context, job_id)
+                    self._result = archive_report(self, context, job_id)
                     return self._result
             remaining = end_time - time.time()
             if remaining <= 0:
@@ -163,7 +161,7 @@ class ReportPipelineMixin(ResumableJobMixin):
             time.sleep(min(self.poll_interval, remaining))
 
     def get_job_result(self, external_id: Any, context: Any) -> dict[str, Any]:
-        return self._result or self._archive(context, str(external_id))
+        return self._result or archive_report(self, context, str(external_id))
 
 
 class _NoSecondReport:

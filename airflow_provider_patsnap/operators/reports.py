@@ -10,7 +10,7 @@ from airflow_provider_patsnap.durable import durable_create
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, archive_report, lineage_of
 from airflow_provider_patsnap.operators._pipeline import ReportPipelineMixin
 from airflow_provider_patsnap.version_compat import BaseOperator
 
@@ -158,16 +158,7 @@ class PatsnapDownloadReportOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         with airflow_failure_semantics():
-            result = PatsnapHook(self.patsnap_conn_id).download_report(
-                self.report_kind,
-                self.job_id,
-                self.destination,
-                destination_conn_id=self.destination_conn_id,
-                overwrite=self.overwrite,
-            )
-        annotate_outlet_events(self, context, result)
-        self._written_uri = result["uri"]
-        return result
+            return archive_report(self, context, self.job_id)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return lineage_of(self, {"job_id": self.job_id})
@@ -183,31 +174,9 @@ class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpri
     Airflow, fails without retries once the job exists, naming it.
     """
 
-    template_fields: Sequence[str] = (
-        *PatsnapCreateEnterpriseReportOperator.identifier_fields,
-        "report_type",
-        "destination",
-        "destination_conn_id",
-    )
-
-    def __init__(self, **kwargs: Any) -> None:
-        # Defined here so Airflow's operator metaclass applies default_args to the combined signature.
-        super().__init__(**kwargs)
-
 
 class PatsnapPatentValueReportOperator(ReportPipelineMixin, PatsnapCreatePatentValueReportOperator):
     """R002 in one task: create the patent value report (no-logo by default), wait, archive.
 
     Parameters and guarantees as for :class:`PatsnapEnterpriseReportOperator`.
     """
-
-    template_fields: Sequence[str] = (
-        *PatsnapCreatePatentValueReportOperator.identifier_fields,
-        "report_type",
-        "destination",
-        "destination_conn_id",
-    )
-
-    def __init__(self, **kwargs: Any) -> None:
-        # Defined here so Airflow's operator metaclass applies default_args to the combined signature.
-        super().__init__(**kwargs)
