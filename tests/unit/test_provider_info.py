@@ -78,8 +78,14 @@ def test_the_form_offers_every_connection_extra_the_provider_reads() -> None:
 
     (conn_type,) = get_provider_info()["connection-types"]
     assert set(conn_type["conn-fields"]) == set(EXTRAS) - {"scheme"}  # scheme: URI-form connections only
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert all(f"`{name}`" in readme for name in conn_type["conn-fields"])
+
+
+def test_the_readme_documents_every_connection_extra() -> None:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    if not readme.is_file():
+        pytest.skip("running from an installed wheel without the source tree")
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert all(f"`{name}`" in readme.read_text() for name in conn_type["conn-fields"])
 
 
 def test_the_pre_3_2_form_builds_the_same_fields() -> None:
