@@ -6,7 +6,7 @@ EXTRAS ?= test,s3,lineage,redis
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell echo '$(AIRFLOW_SPEC)' | tr -c 'A-Za-z0-9.' '_')
 
-.PHONY: install test demo bench lint dist test-wheel clean
+.PHONY: install test demo bench fleet-demo lint dist test-wheel clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+# A real multi-worker run of the refresh example: CeleryExecutor with a Redis broker, two Celery workers,
+# a separate triggerer, one shared PatSnap rate budget (benchmarks/fleet_demo.py). Needs redis-server
+# (installed with apt-get when missing and running as root). About a minute.
+fleet-demo: $(STAMP)
+	@command -v redis-server >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } \
+		|| { echo "fleet-demo needs redis-server (e.g. apt-get install redis-server)" >&2; exit 2; }
+	$(PY) -m pip install --quiet -e ".[fleet]"
+	$(PY) benchmarks/fleet_demo.py $(FLEET_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff==0.17.6 mypy==2.4.1 types-requests
