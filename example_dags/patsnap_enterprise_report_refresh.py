@@ -1,11 +1,13 @@
 """Weekly refresh of PatSnap enterprise innovation reports (R001), archived to object storage.
 
-For every company in COMPANIES: create the report job -> wait for PatSnap to generate it (in the
-triggerer, so no worker slot is held for the 1-10 minutes it takes) -> stream the file into
-``<archive>/enterprise/<run date>/<company index>/``: one folder per company, so two companies'
-reports can never replace each other even if PatSnap gives them the same file name. Each company
-is its own mapped task group, so one company PatSnap cannot report on does not hold back the
-others. The archive task emits an Asset event that downstream DAGs can schedule on.
+One ``PatsnapEnterpriseReportOperator`` per company in COMPANIES (dynamic task mapping): create the
+report job -> wait for PatSnap to generate it (deferred to the triggerer, so no worker slot is held
+for the 1-10 minutes it takes) -> stream the file into ``<archive>/enterprise/<run date>/<company
+index>/``: one folder per company, so two companies' reports can never replace each other even if
+PatSnap gives them the same file name. One company PatSnap cannot report on does not hold back the
+others, and a retry never creates (and pays for) a second report. The archive emits an Asset event
+downstream DAGs can schedule on. ``patsnap_enterprise_report_refresh_stepwise`` is the same
+pipeline as three visible tasks per company.
 """
 
 from __future__ import annotations
@@ -14,18 +16,13 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_patsnap.operators.reports import (
-    PatsnapCreateEnterpriseReportOperator,
-    PatsnapDownloadReportOperator,
-)
-from airflow_provider_patsnap.sensors.report_job import PatsnapReportJobSensor
+from airflow_provider_patsnap.operators.reports import PatsnapEnterpriseReportOperator
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, Asset, task_group
+    from airflow.sdk import DAG, Asset
 except ImportError:  # Airflow 2.11
     from airflow import DAG
     from airflow.datasets import Dataset as Asset
-    from airflow.decorators import task_group
 
 # --- Configuration -------------------------------------------------------------------------
 # Where reports are archived: any ObjectStoragePath URI (file://, s3://, gs://, ...).
@@ -60,44 +57,27 @@ with DAG(
     user_defined_macros={"run_date": run_date},
     default_args={
         "owner": "data-platform",
-        # Safe: a retried create reattaches to the job it already made (Airflow 3.3+) and is never
-        # replayed when PatSnap may have run it; permanent errors (bad input, quota, balance) fail
-        # at once without using these retries. Downloads and waits retry through outages.
+        # Safe: a retry reattaches to the report it already created (Airflow 3.3+; on older Airflow
+        # it fails naming the job instead of creating another), and permanent errors (bad input,
+        # quota, balance) fail at once without using these retries.
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
-        # Cap concurrent PatSnap calls across all workers with an Airflow pool sized to the
-        # account's QPS (see the README); "default_pool" keeps the demo self-contained.
+        # Cap concurrent PatSnap tasks across all workers with an Airflow pool (see the README's
+        # "Running at scale"); "default_pool" keeps the demo self-contained.
         "pool": os.environ.get("PATSNAP_POOL", "default_pool"),
     },
 ) as dag:
-
-    @task_group(group_id="company_report")
-    def company_report(company_name: str) -> None:
-        create = PatsnapCreateEnterpriseReportOperator(
-            task_id="create",
-            company_name=company_name,
-            report_type="pdf",
-        )
-        wait = PatsnapReportJobSensor(
-            task_id="wait",
-            job_id=create.output,
-            report_kind="enterprise",
-            deferrable=True,  # wait in the triggerer, not in a worker slot
-            poke_interval=float(os.environ.get("PATSNAP_POKE_INTERVAL", "30")),
-            timeout=60 * 60,
-        )
-        archive = PatsnapDownloadReportOperator(
-            task_id="archive",
-            job_id=create.output,
-            report_kind="enterprise",
-            # One folder per run date and company (its place in COMPANIES): names cannot collide.
-            destination=ARCHIVE_URI + "/enterprise/{{ run_date(dag_run) }}/{{ ti.map_index }}/",
-            destination_conn_id=ARCHIVE_CONN_ID,
-            # A retry that finds its own report already archived succeeds without rewriting it; a
-            # deliberate re-run (a new report for the same date and company) replaces the old one.
-            overwrite=True,
-            outlets=[ENTERPRISE_REPORTS],
-        )
-        wait >> archive
-
-    company_report.expand(company_name=COMPANIES)
+    PatsnapEnterpriseReportOperator.partial(
+        task_id="enterprise_report",
+        report_type="pdf",
+        # One folder per run date and company (its place in COMPANIES): names cannot collide.
+        destination=ARCHIVE_URI + "/enterprise/{{ run_date(dag_run) }}/{{ ti.map_index }}/",
+        destination_conn_id=ARCHIVE_CONN_ID,
+        # A re-run for the same date and company (a new report) replaces the old one; a retry of
+        # the same job re-publishes the same bytes.
+        overwrite=True,
+        deferrable=True,  # wait in the triggerer, not in a worker slot
+        poll_interval=float(os.environ.get("PATSNAP_POKE_INTERVAL", "30")),
+        timeout=60 * 60,
+        outlets=[ENTERPRISE_REPORTS],
+    ).expand(company_name=COMPANIES)

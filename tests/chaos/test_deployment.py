@@ -69,7 +69,7 @@ pytestmark = [
 ]
 
 MiB = 1024 * 1024
-REFRESH = "patsnap_enterprise_report_refresh"
+REFRESH = "patsnap_enterprise_report_refresh_stepwise"
 LAKE = "patsnap_legal_indicators_to_lake"
 COMPANIES = ["Example Robotics Ltd", "Acme Semiconductor Co", "Nordic Battery AB"]  # as in the example DAG
 RETRY_POLICY = '''"""Test deployment only: retry after 1 s instead of the example DAGs' production 5 minutes."""

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 
 EXPECTED_DAGS = {
     "patsnap_enterprise_report_refresh",
+    "patsnap_enterprise_report_refresh_stepwise",
     "patsnap_patent_value_report",
     "patsnap_legal_indicators_to_lake",
     "patsnap_legal_indicators_consumer",
@@ -61,23 +62,50 @@ def test_example_dags_import_cleanly_and_are_configured_sensibly(dagbag: Any) ->
 # --------------------------------------------------------------------------- runs
 
 
+REFRESHES = [
+    # (dag id, archive folder, tasks per company, the task that waits, the task that archives)
+    pytest.param(
+        "patsnap_enterprise_report_refresh", "enterprise", 1, "enterprise_report", "enterprise_report", id="one-task"
+    ),
+    pytest.param(
+        "patsnap_enterprise_report_refresh_stepwise",
+        "enterprise_stepwise",
+        3,
+        "company_report.wait",
+        "company_report.archive",
+        id="stepwise",
+    ),
+]
+
+
+@pytest.mark.parametrize(("dag_id", "folder", "per_company", "waits", "archives"), REFRESHES)
 @pytest.mark.parametrize(
     "logical_date",
     [pytest.param("default", id="scheduled"), pytest.param(None, marks=without_logical_date, id="no-logical-date")],
 )
 def test_enterprise_refresh_archives_every_company_report(
-    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path, logical_date: Any
+    airflow_db: None,
+    dagbag: Any,
+    emulator: Any,
+    emu_conn: str,
+    archive_root: Path,
+    logical_date: Any,
+    dag_id: str,
+    folder: str,
+    per_company: int,
+    waits: str,
+    archives: str,
 ) -> None:
-    dag = dagbag.get_dag("patsnap_enterprise_report_refresh")
+    dag = dagbag.get_dag(dag_id)
 
     run = dag.test() if logical_date == "default" else dag.test(logical_date=None)
 
     assert str(getattr(run.state, "value", run.state)) == "success"
     task_states = states(run)
-    assert len(task_states) == 9 and set(task_states.values()) == {"success"}
+    assert len(task_states) == 3 * per_company and set(task_states.values()) == {"success"}
     stats = emulator.stats
     assert stats["creates"] == 3  # one billable create per company, none repeated
-    archived = files_under(archive_root / "enterprise")
+    archived = files_under(archive_root / folder)
     assert {p.parent.parent.name for p in archived} == {run_date(run)}
     assert sorted(p.parent.name for p in archived) == ["0", "1", "2"]  # one folder per company: no collisions
     assert sorted(sha256(p) for p in archived) == sorted(emulator.report_sha256(j) for j in emulator.job_ids())
@@ -85,24 +113,34 @@ def test_enterprise_refresh_archives_every_company_report(
     assert not [p for p in files_under(archive_root) if ".part" in p.name]
 
 
+@pytest.mark.parametrize(("dag_id", "folder", "per_company", "waits", "archives"), REFRESHES)
 def test_a_failed_report_fails_only_its_company_without_retries(
-    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
+    airflow_db: None,
+    dagbag: Any,
+    emulator: Any,
+    emu_conn: str,
+    archive_root: Path,
+    dag_id: str,
+    folder: str,
+    per_company: int,
+    waits: str,
+    archives: str,
 ) -> None:
     emulator.fail_identifiers = frozenset({"Nordic Battery AB"})
-    dag = dagbag.get_dag("patsnap_enterprise_report_refresh")
+    dag = dagbag.get_dag(dag_id)
     failing_index = 2  # position of "Nordic Battery AB" in the DAG's company list
 
     run = dag.test()
 
     task_states = states(run)
-    assert task_states[("company_report.wait", failing_index)] == "failed"
-    assert task_states[("company_report.archive", failing_index)] == "upstream_failed"
-    assert all(
-        task_states[(t, i)] == "success" for t in ("company_report.wait", "company_report.archive") for i in (0, 1)
-    )
+    assert task_states[(waits, failing_index)] == "failed"
+    if archives != waits:
+        assert task_states[(archives, failing_index)] == "upstream_failed"
+    assert all(task_states[(t, i)] == "success" for t in {waits, archives} for i in (0, 1))
     assert emulator.stats["creates"] == 3  # the failure did not re-create anything
-    ti = next(t for t in run.get_task_instances() if (t.task_id, t.map_index) == ("company_report.wait", failing_index))
+    ti = next(t for t in run.get_task_instances() if (t.task_id, t.map_index) == (waits, failing_index))
     assert ti.try_number == 1  # AirflowFailException: no retry spent on a job PatSnap says failed
+    assert len(files_under(archive_root / folder)) == 2
 
 
 @pytest.mark.parametrize(

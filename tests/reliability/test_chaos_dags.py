@@ -94,7 +94,7 @@ def test_enterprise_refresh_survives_faults_token_expiry_and_cut_downloads(
 ) -> None:
     run = dagbag.get_dag("patsnap_enterprise_report_refresh").test()
 
-    assert len(task_states(run)) == 9
+    assert len(task_states(run)) == 3
     assert_survived_chaos(run, chaos, archive_root / "enterprise", archive_root, creates=3)
     assert chaos.stats["creates_by_kind"] == {"enterprise": 3, "patent_value": 0}
 
