@@ -12,6 +12,7 @@ Airflow retries instead (``durable_create``), so a retry can never create silent
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from airflow_provider_patsnap.errors import (
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException
 
 CREATE_KEY = "patsnap_create"
+#: Results up to this many bytes of JSON are kept in the state store for a later attempt.
+RESULT_LIMIT = 64 * 1024
 
 
 def generation(context: Any) -> int:
@@ -80,39 +83,49 @@ def _surely_not_created(exc: BaseException) -> bool:
     return isinstance(exc, PatsnapError) and exc.outcome in (Outcome.NOT_SENT, Outcome.REJECTED)
 
 
-def durable_create(context: Any, create: Callable[[], str], *, what: str, log: Any) -> str:
-    """Run a billable ``create`` at most once per task instance and generation; return the job id.
+def durable_call(context: Any, call: Callable[[], Any], *, key: str, what: str, log: Any) -> Any:
+    """Run a billable ``call`` at most once per task instance and generation; return its result.
 
-    3.3+: the intent is recorded before sending and the job id after PatSnap answers. A later
-    attempt that finds a job id returns it (reattached); one that finds "sent, no answer" fails
-    with the check-before-rerun message. Any Airflow version: an exception that leaves the create
-    in doubt (a timeout, SIGTERM, a crash after the POST) fails without Airflow retries.
+    3.3+: the intent is recorded before sending and the result (when it is small JSON) after
+    PatSnap answers. A later attempt that finds the result returns it; one that finds "sent, no
+    answer" fails with the check-before-rerun message. Any Airflow version: an exception that
+    leaves the call in doubt (a timeout, SIGTERM, a crash after the request) fails without
+    Airflow retries.
     """
     memory = TaskMemory(context)
-    entry = memory.get(CREATE_KEY)
-    if entry and entry.get("job_id"):
-        log.info("Reattached to %s job %s, created by an earlier attempt: no new create.", what, entry["job_id"])
-        return str(entry["job_id"])
+    entry = memory.get(key)
+    if entry and "result" in entry:
+        log.info("Reattached: an earlier attempt already made the %s (%s); no new call.", what, entry["result"])
+        return entry["result"]
     if entry:
+        happened = "got an answer too large to keep" if entry.get("state") == "done" else "got no answer"
         raise AirflowFailException(
-            f"An earlier attempt of this task sent the {what} create at {entry.get('sent_at')} and got no answer: "
-            f"the report job may exist. {CHECK_BEFORE_RERUN}. Clearing the task creates a new report deliberately."
+            f"An earlier attempt of this task sent the {what} at {entry.get('sent_at')} and {happened}: it may "
+            f"have run. {CHECK_BEFORE_RERUN}. Clearing the task calls again deliberately."
         )
-    memory.set(CREATE_KEY, state="sending", sent_at=_now())
+    sent_at = _now()
+    memory.set(key, state="sending", sent_at=sent_at)
     try:
-        job_id = create()
+        result = call()
     except BaseException as exc:
         if _surely_not_created(exc):
-            memory.delete(CREATE_KEY)
+            memory.delete(key)
             raise
         if isinstance(exc, (AirflowFailException, PatsnapError)):
-            raise  # already says the job may exist (or is permanent): fails without retries
+            raise  # already says the call may have run (or is permanent): fails without retries
         raise AirflowFailException(
-            f"The {what} create was interrupted ({type(exc).__name__}) after it may have been sent: the report "
-            f"job may exist. {CHECK_BEFORE_RERUN}."
+            f"The {what} was interrupted ({type(exc).__name__}) after it may have been sent: it may have run. "
+            f"{CHECK_BEFORE_RERUN}."
         ) from exc
-    memory.set(CREATE_KEY, state="created", job_id=job_id, created_at=_now())
-    if not memory.available:
+    kept = len(json.dumps(result, default=str)) <= RESULT_LIMIT
+    memory.set(key, state="done", sent_at=sent_at, **({"result": result} if kept else {}))
+    return result
+
+
+def durable_create(context: Any, create: Callable[[], str], *, what: str, log: Any) -> str:
+    """``durable_call`` for a report create (``what``: ``R001``/``R002``); returns the job id."""
+    job_id = str(durable_call(context, create, key=CREATE_KEY, what=f"{what} create", log=log))
+    if not TaskMemory(context).available:
         _record_in_xcom(context, job_id, what)
     return job_id
 

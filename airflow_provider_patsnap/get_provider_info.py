@@ -106,7 +106,8 @@ def get_provider_info() -> dict[str, Any]:
                     "rate_limit_url": {
                         "label": "Shared rate limit (redis://...)",
                         "description": "One budget for every worker and triggerer; qps is then the account's QPS",
-                        "schema": {"type": ["string", "null"]},
+                        # The URL may carry the Redis password.
+                        "schema": {"type": ["string", "null"], "format": "password"},
                     },
                 },
             }

@@ -94,7 +94,7 @@ class Send:
 
 @dataclass(frozen=True)
 class Acquire:
-    limiter: RateLimiter  # reply: None, once the slot is ours
+    limiter: RateLimiter  # reply: None once the slot is ours, or the PatsnapError that kept it from us
     priority: Priority = Priority.READ
 
 
@@ -186,7 +186,9 @@ class CallCore:
             # the limiter's queue: a token taken before a long wait could expire in hand.
             if self.config.uses_oauth and self.tokens.get(self.token_key) is None:
                 yield from self._credentials()
-            yield Acquire(self.limiter, priority)
+            refusal = yield Acquire(self.limiter, priority)
+            if isinstance(refusal, PatsnapError):  # the shared budget is unreachable: nothing was sent
+                raise refusal
             headers, auth_params, token = yield from self._credentials()
             reply = yield Send(
                 self._request(method, path, params={**params, **auth_params}, json=json, headers=headers)

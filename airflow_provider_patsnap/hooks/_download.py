@@ -13,6 +13,7 @@ import threading
 import zipfile
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 
@@ -29,6 +30,7 @@ from airflow_provider_patsnap.staging import publish, sha256_of, staged_file
 from airflow_provider_patsnap.storage import Destination, filename_from_link, sanitize_filename, user_uri
 
 DOWNLOAD_CHUNK = 1024 * 1024
+MAX_REDIRECTS = 5
 MEDIA_TYPES = {
     "pdf": "application/pdf",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -56,15 +58,9 @@ class ReportDownloader:
                 endpoint=f"GET {kind.status_path}",
             )
         url = job.download_url or ""
+        response, url = self._open(url)
         link = safe_link(url)
         endpoint = f"GET {link}"
-        refusal = url_refusal(url)
-        if refusal:
-            raise PatsnapDownloadRejectedError(f"refusing the download link ({link}): {refusal}", endpoint=endpoint)
-        try:
-            response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True)
-        except requests.RequestException as exc:
-            raise PatsnapDownloadError(f"download failed: {type(exc).__name__}", endpoint=endpoint) from None
         with response:
             if response.status_code != 200:
                 raise error_from_download_status(endpoint=endpoint, http_status=response.status_code)
@@ -90,6 +86,26 @@ class ReportDownloader:
                     return result
         self.log.info("Stored %s (%d bytes, sha256 %s).", result["uri"], size, digest)
         return result
+
+    def _open(self, url: str) -> tuple[requests.Response, str]:
+        """GET the link, following redirects by hand so every hop obeys the URL policy."""
+        for _ in range(MAX_REDIRECTS + 1):
+            link = safe_link(url)
+            refusal = url_refusal(url)
+            if refusal:
+                raise PatsnapDownloadRejectedError(
+                    f"refusing the download link ({link}): {refusal}", endpoint=f"GET {link}"
+                )
+            try:
+                response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise PatsnapDownloadError(f"download failed: {type(exc).__name__}", endpoint=f"GET {link}") from None
+            location = response.headers.get("Location")
+            if not response.is_redirect or not location:
+                return response, url
+            response.close()
+            url = urljoin(url, location)
+        raise PatsnapDownloadError(f"more than {MAX_REDIRECTS} redirects", endpoint=f"GET {safe_link(url)}")
 
     def _accept_existing(self, final: Any, size: int, digest: str, endpoint: str) -> None:
         """A file already at ``final`` is success if it is this report (a retry after the upload);

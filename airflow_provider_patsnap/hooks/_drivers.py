@@ -12,6 +12,7 @@ cache, one token per account) instead of one per trigger.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from contextlib import closing
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from airflow_provider_patsnap.errors import PatsnapError
 from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.hooks._core import (
     Acquire,
@@ -69,11 +71,18 @@ def _requests_send(session: requests.Session, request: Request) -> Response | Tr
     return Response(answer.status_code, answer.headers, answer.content)
 
 
-def run(steps: Steps[T], session: requests.Session) -> T:
-    """Perform ``steps`` with blocking I/O; return what the sequence returns (or raise what it raises)."""
+class Stopped(Exception):
+    """Raised by ``run`` when its ``stop`` event is set: another thread asked the call to end."""
+
+
+def run(steps: Steps[T], session: requests.Session, stop: threading.Event | None = None) -> T:
+    """Perform ``steps`` with blocking I/O; return what the sequence returns (or raise what it raises).
+    With ``stop``, the call ends (``Stopped``) before its next step once the event is set."""
     with closing(steps):  # on an interrupt, the sequence's own cleanup (the token lock) runs now
         done, value = advance(steps, None)
         while not done:
+            if stop is not None and stop.is_set():
+                raise Stopped("stopped by another batch's failure")
             done, value = advance(steps, _perform(value, session))
         return value  # type: ignore[no-any-return]
 
@@ -82,7 +91,10 @@ def _perform(step: Step, session: requests.Session) -> Any:
     if isinstance(step, Send):
         return _requests_send(session, step.request)
     if isinstance(step, Acquire):
-        return step.limiter.acquire(step.priority)
+        try:
+            return step.limiter.acquire(step.priority)
+        except PatsnapError as exc:  # handed back to the sequence, which decides (e.g. retries)
+            return exc
     if isinstance(step, Sleep):
         return _retry.sleep(step.seconds)
     if isinstance(step, Lock):
@@ -165,7 +177,10 @@ async def _aperform(step: Step) -> Any:
     if isinstance(step, Send):
         return await _httpx_send(step.request)
     if isinstance(step, Acquire):
-        return await step.limiter.aacquire(step.priority)
+        try:
+            return await step.limiter.aacquire(step.priority)
+        except PatsnapError as exc:
+            return exc
     if isinstance(step, Sleep):
         return await _retry.asleep(step.seconds)
     if isinstance(step, Lock):

@@ -13,12 +13,15 @@ early. Clocks of different hosts should still agree (NTP).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
-from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.errors import Outcome, PatsnapConnectionError, PatsnapInputError
 
 #: ``qps`` calls per this many milliseconds, one at a time: PatSnap's second plus a margin for the
 #: lag between admission and arrival (new connections, busy event loops), which varies by call.
@@ -56,7 +59,7 @@ class SharedBudget:
         """Ask for admission: 0.0 when admitted, else the seconds to wait before asking again."""
         from pyrate_limiter import RateItem
 
-        with self._lock:
+        with self._lock, self._reachable():
             if self._bucket is None:
                 import redis
 
@@ -76,8 +79,30 @@ class SharedBudget:
             entry = self._abuckets[loop] = (self._new_bucket(redis.asyncio.Redis.from_url(self.url)), asyncio.Lock())
         bucket, lock = entry
         async with lock:
-            decision = await bucket.put_decision(RateItem("call", time.time_ns() // 1_000_000))
+            with self._reachable():
+                decision = await bucket.put_decision(RateItem("call", time.time_ns() // 1_000_000))
         return _seconds(decision)
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Fail closed: without the budget, no call is sent. The error is a transient not-sent one, so
+        the hook retries it (a create too) and, past its budget, Airflow's retries apply."""
+        try:
+            yield
+        except (OSError, ConnectionError) as exc:
+            raise self._unreachable(exc) from None
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "redis":
+                raise
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> PatsnapConnectionError:
+        where = urlsplit(self.url).hostname or self.url.split("@")[-1]
+        return PatsnapConnectionError(
+            f"the shared rate budget at {where} is unreachable ({type(exc).__name__}); nothing was sent",
+            endpoint="rate_limit_url",
+            outcome=Outcome.NOT_SENT,
+        )
 
 
 def _seconds(decision: Any) -> float:

@@ -6,8 +6,8 @@ that carry it in ``_drivers``; report downloads in ``_download``; what an error 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import cached_property
 from typing import Any
 
@@ -26,6 +26,7 @@ from airflow_provider_patsnap.errors import (
     classify_code,
 )
 from airflow_provider_patsnap.hooks import _drivers
+from airflow_provider_patsnap.hooks._batches import fetch_batches
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
 from airflow_provider_patsnap.hooks._core import TOKEN_PATH, CallCore
 from airflow_provider_patsnap.hooks._download import DOWNLOAD_CHUNK, ReportDownloader
@@ -161,11 +162,19 @@ class PatsnapHook(BaseHook):
         return CallCore(config, self.log)
 
     def _call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None, billable: bool = False
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        billable: bool = False,
+        stop: threading.Event | None = None,
     ) -> Any:
-        """One PatSnap call (the envelope's ``data``) with the connection's auth, limiter and retries."""
+        """One PatSnap call (the envelope's ``data``) with the connection's auth, limiter and retries;
+        ``stop`` (set by another thread) ends it before its next step."""
         return _drivers.run(
-            self._core(self.config).call(method, path, params=params, json=body, billable=billable), self.session
+            self._core(self.config).call(method, path, params=params, json=body, billable=billable), self.session, stop
         )
 
     async def _acall(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
@@ -329,42 +338,14 @@ class PatsnapHook(BaseHook):
         *,
         on_batch: Callable[[valuation.Batch, list[Any]], None] | None = None,
     ) -> dict[str, list[Any]]:
-        """PatSnap's raw items per batch key, a few requests at a time under the rate limit.
+        """PatSnap's raw items per batch key, a few requests at a time under the rate limit
+        (``_batches.fetch_batches``: on the first error or an interruption the rest stop at once, and
+        every batch PatSnap answered is still handed to ``on_batch``)."""
+        return fetch_batches(self._fetch_batch, batches, self.config.max_concurrency, on_batch)
 
-        ``on_batch`` runs in the calling thread as each batch completes (so it can checkpoint it).
-        On the first error, batches not yet started are cancelled; those already answered are still
-        handed to ``on_batch`` (PatSnap bills them), then the error is raised.
-        """
-        results: dict[str, list[Any]] = {}
-        if not batches:
-            return results
-        error: BaseException | None = None
-        workers = min(self.config.max_concurrency, len(batches))
-        # The shared rate limiter paces the calls; threads only overlap their latency.
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="patsnap-batch") as pool:
-            futures = {pool.submit(self._fetch_batch, batch): batch for batch in batches}
-            for future in as_completed(futures):
-                if future.cancelled():
-                    continue
-                batch = futures[future]
-                try:
-                    items = future.result()
-                except Exception as exc:
-                    if error is None:
-                        error = exc
-                        for pending in futures:
-                            pending.cancel()
-                    continue
-                results[batch.key] = items
-                if on_batch is not None:
-                    on_batch(batch, items)
-        if error is not None:
-            raise error
-        return results
-
-    def _fetch_batch(self, batch: valuation.Batch) -> list[Any]:
+    def _fetch_batch(self, batch: valuation.Batch, stop: threading.Event | None = None) -> list[Any]:
         path = batch.indicator.path
-        data = self._call("GET", path, params={batch.param: ",".join(batch.patents)})
+        data = self._call("GET", path, params={batch.param: ",".join(batch.patents)}, stop=stop)
         if data is None:
             return []
         if not isinstance(data, list):

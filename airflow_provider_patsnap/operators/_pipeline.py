@@ -74,7 +74,7 @@ class ReportPipelineMixin(ResumableJobMixin):
 
     # ------------------------------------------------------------------ execute
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Any, **_: Any) -> Any:  # Airflow 2 passes its executor-safeguard sentinel
         self._job_id: str | None = None
         self._result: dict[str, Any] | None = None
         with airflow_failure_semantics(), _NoSecondReport(self):
@@ -94,11 +94,34 @@ class ReportPipelineMixin(ResumableJobMixin):
             if status in ("failed", "error"):
                 raise AirflowFailException(message)
             if status == "timeout":
-                raise AirflowException(f"{message}; a retry waits for the same job again")
+                raise AirflowFailException(self._timeout_message(message))
             raise AirflowException(message or f"unexpected trigger event {event!r}")
+
+    def _timeout_message(self, message: str) -> str:
+        # The window is anchored to the first attempt, so a retry could not wait any longer.
+        return (
+            f"{message} (timeout {self.timeout:.0f} s). The job exists and is paid for: archive it later with "
+            f"PatsnapDownloadReportOperator(job_id={self._job_id!r}), or raise `timeout`."
+        )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """Airflow resumes a deferral it gave up on (the trigger crashed, the triggerer was down past the
+        deadline) without ``execute_complete``: before 3.3 a retry would create a second report."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+        except Exception as exc:
+            if AIRFLOW_V_3_3_PLUS or type(exc).__name__ not in ("TaskDeferralError", "TaskDeferralTimeout"):
+                raise
+            raise AirflowFailException(
+                f"{exc}. The report job exists and is paid for (its id is this task's XCom 'patsnap_job_id'): "
+                "archive it with PatsnapDownloadReportOperator instead of re-running this task."
+            ) from exc
 
     def _start_deferrable(self, context: Any) -> dict[str, Any]:
         job_id = self.submit_job(context)
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None and not AIRFLOW_V_3_3_PLUS:
+            ti.xcom_push(key="patsnap_job_id", value=job_id)  # what a failed resumption can still name
         try:
             job = self.hook.get_report_job(self.report_kind, job_id)
             if job.is_done():
@@ -157,7 +180,8 @@ class ReportPipelineMixin(ResumableJobMixin):
                     return self._result
             remaining = end_time - time.time()
             if remaining <= 0:
-                raise AirflowException(f"{ReportKind.parse(self.report_kind).code} job {job_id} did not finish in time")
+                code = ReportKind.parse(self.report_kind).code
+                raise AirflowFailException(self._timeout_message(f"{code} job {job_id} did not finish in time"))
             time.sleep(min(self.poll_interval, remaining))
 
     def get_job_result(self, external_id: Any, context: Any) -> dict[str, Any]:
@@ -178,7 +202,8 @@ class _NoSecondReport:
         job_id = getattr(self.operator, "_job_id", None)
         if exc is None or AIRFLOW_V_3_3_PLUS or job_id is None:
             return
-        if isinstance(exc, (AirflowFailException, PatsnapJobFailedError)) or not isinstance(exc, Exception):
+        # Timeouts and SIGTERM arrive as BaseException subclasses: they must not lead to a retry either.
+        if isinstance(exc, (AirflowFailException, PatsnapJobFailedError, GeneratorExit, KeyboardInterrupt)):
             return
         if type(exc).__name__ == "TaskDeferred":
             return

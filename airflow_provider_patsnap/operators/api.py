@@ -6,11 +6,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
+from airflow_provider_patsnap.durable import durable_call
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import plain_json
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, lineage_of
 from airflow_provider_patsnap.version_compat import BaseOperator
+
+API_KEY = "patsnap_api_call"
 
 
 class PatsnapApiOperator(BaseOperator):
@@ -29,7 +32,10 @@ class PatsnapApiOperator(BaseOperator):
         Airflow retries, saying how to check.
 
     The XCom is plain JSON: decimals from PatSnap become ``float`` (use ``PatsnapHook.run`` in a
-    ``@task`` to keep them exact).
+    ``@task`` to keep them exact). A billable call is made once across attempts as well: on Airflow
+    3.3+ a retry returns the answer the first attempt recorded (answers up to 64 KiB; a larger one
+    fails the retry, saying so); on any version a call interrupted after it may have been sent fails
+    without Airflow retries. Clearing the task calls again.
     """
 
     template_fields: Sequence[str] = ("endpoint", "query", "json")
@@ -62,10 +68,18 @@ class PatsnapApiOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         with airflow_failure_semantics():
-            data = PatsnapHook(self.patsnap_conn_id).run(
-                self.method, self.endpoint, params=self.query, json=self.json, billable=self.billable
-            )
-        return plain_json(data)
+            hook = PatsnapHook(self.patsnap_conn_id)
+            billable = self.method == "POST" if self.billable is None else bool(self.billable)
+
+            def call() -> Any:
+                data = hook.run(self.method, self.endpoint, params=self.query, json=self.json, billable=billable)
+                return plain_json(data)
+
+            if not billable:
+                return call()
+            # Once across attempts too: a retry returns what the first attempt got (3.3+, small answers),
+            # and a call interrupted after it may have been sent fails without Airflow retries.
+            return durable_call(context, call, key=API_KEY, what=f"{self.method} {self.endpoint}", log=self.log)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return lineage_of(self, dict(self.query or {}))

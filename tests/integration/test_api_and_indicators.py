@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,56 @@ def test_a_permanent_error_in_one_batch_cancels_the_rest(
 def test_an_unknown_indicator_fails_at_parse_time() -> None:
     with pytest.raises(ValueError, match="indicators: unknown indicator 'legl'"):
         PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=KNOWN, indicators=["legl"])
+
+
+def test_an_interrupted_portfolio_stops_at_once_and_keeps_every_answered_batch(
+    emulator: PatsnapEmulator, emu_conn: str
+) -> None:
+    from airflow_provider_patsnap.valuation import plan_batches
+
+    class Interrupted(BaseException):  # as Airflow's execution_timeout and SIGTERM arrive
+        pass
+
+    batches = plan_batches([INDICATORS["legal"]], [f"CN{400000 + i}A" for i in range(2000)], [])
+    saved: list[str] = []
+
+    def checkpoint(batch: Any, items: list[Any]) -> None:
+        if len(saved) == 2:
+            saved.append("interrupted")
+            raise Interrupted("Timeout, PID: 1")
+        saved.append(batch.key)
+
+    with pytest.raises(Interrupted):
+        PatsnapHook(max_concurrency=4).fetch_batches(batches, on_batch=checkpoint)
+
+    time.sleep(0.5)  # anything still in flight has ended by now
+    billed = emulator.billed(INDICATORS["legal"].path)
+    kept = [k for k in saved if k != "interrupted"]
+    # Billed: what was kept, the batch whose save was interrupted, and at most the 4 then in flight.
+    assert len(kept) >= 2 and billed <= 100 * (len(kept) + 1 + 4), (billed, len(kept))
+    assert billed < 2000  # the other batches were never sent
+
+
+def test_a_retried_billable_call_returns_the_first_answer(
+    emulator: PatsnapEmulator, emu_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_patsnap import durable
+
+    class Store(dict):  # the task state store's accessor, in memory
+        def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+            self[key] = value
+
+        def delete(self, key: str) -> None:
+            self.pop(key, None)
+
+    class TI:
+        max_tries = 0
+
+    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
+    context = {"task_state_store": Store(), "ti": TI()}
+    operator = PatsnapApiOperator(
+        task_id="api", method="POST", endpoint=CREATE, json={"report_type": "pdf", "company_name": "Once Co"}
+    )
+    first = operator.execute(context)
+    again = operator.execute(context)  # Airflow retried after the answer (a lost worker, an XCom failure)
+    assert again == first and emulator.stats["creates"] == 1

@@ -160,3 +160,51 @@ def test_mapping_over_companies_gives_one_report_each(emulator: PatsnapEmulator,
     ]
     assert {r["job_id"] for r in results} == set(emulator.job_ids())
     assert emulator.stats["creates_by_subject"] == {f"R001 company_name={c}": 1 for c in companies}
+
+
+def before_3_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pipeline, "AIRFLOW_V_3_3_PLUS", False)
+    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", False)
+
+
+def test_before_3_3_a_timeout_while_waiting_never_leads_to_a_second_report(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+    except ImportError:  # Airflow 2.11
+        from airflow.exceptions import AirflowTaskTimeout  # type: ignore[no-redef]
+
+    before_3_3(monkeypatch)
+    emulator.job_seconds = 60
+
+    def execution_timeout(seconds: float) -> None:
+        raise AirflowTaskTimeout("Timeout, PID: 1")  # what Airflow raises inside the task
+
+    monkeypatch.setattr(_pipeline.time, "sleep", execution_timeout)
+    with pytest.raises(AirflowFailException) as info:
+        enterprise(tmp_path, deferrable=False, retries=2).execute({})
+    (job_id,) = emulator.job_ids()
+    assert job_id in str(info.value)
+    assert emulator.stats["creates"] == 1
+
+
+@pytest.mark.parametrize("error", ["Trigger failure", "Trigger/execution timeout"])
+def test_before_3_3_a_deferral_airflow_gave_up_on_fails_without_retries(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    before_3_3(monkeypatch)
+    operator = enterprise(tmp_path, deferrable=True, retries=2)
+    with pytest.raises(AirflowFailException, match="patsnap_job_id"):
+        operator.resume_execution("__fail__", {"error": error}, {})
+
+
+def test_a_timeout_names_the_job_and_is_not_retried(emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path) -> None:
+    emulator.job_seconds = 60
+    operator = PatsnapEnterpriseReportOperator(
+        task_id="report", company_name="Slow Co", destination=f"{tmp_path}/", poll_interval=0.1, timeout=0.3
+    )
+    with pytest.raises(AirflowFailException, match="did not finish in time") as info:
+        operator.execute({})
+    (job_id,) = emulator.job_ids()
+    assert job_id in str(info.value)

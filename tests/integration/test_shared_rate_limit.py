@@ -154,3 +154,19 @@ def test_without_a_shared_budget_the_fleet_slows_itself_instead_of_failing() -> 
     # and every call completes (the workers exited 0): no failed calls, no storm.
     assert rejections > 0
     assert throughput >= 0.5 * ACCOUNT_QPS, throughput
+
+
+def test_an_unreachable_budget_sends_nothing_and_leaves_the_create_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _extra():
+        pytest.skip("the redis extra is not installed")
+    from airflow_provider_patsnap.errors import Outcome, PatsnapConnectionError
+    from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+
+    with PatsnapEmulator(job_seconds=60) as emu:
+        down = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
+        conn = emu.connection_json(qps=ACCOUNT_QPS, rate_limit_url=down, max_retries=2, retry_wait_min=0.01)
+        monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn)
+        with pytest.raises(PatsnapConnectionError, match=r"shared rate budget .* unreachable") as info:
+            PatsnapHook().create_enterprise_report(company_name="Example Robotics Ltd")
+        assert info.value.outcome is Outcome.NOT_SENT and info.value.transient  # Airflow may retry it
+        assert emu.stats["creates"] == 0 and "POST /innovation/company-report/task/create" not in emu.stats["calls"]

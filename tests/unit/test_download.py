@@ -19,9 +19,10 @@ from airflow_provider_patsnap.errors import (
     PatsnapPermanentError,
 )
 from airflow_provider_patsnap.hooks._download import MEDIA_TYPES, ReportDownloader
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus, ReportJob, ReportKind
 from airflow_provider_patsnap.storage import Destination
-from tests.support import files_under
+from tests.support import R001_STATUS, add_token, envelope, files_under
 
 CDN_URL = "https://cdn.patsnap.test/tffi-export/1/2/Report_2026_01_07.pdf?sign=q-signature%3Dabc"
 CDN_PATH = CDN_URL.split("?")[0]
@@ -254,3 +255,27 @@ def test_the_background_digest_thread_ends_when_the_copy_fails() -> None:
         digest.update(b"x" * 10)
         raise OSError("disk full")
     assert not any(t.name == "patsnap-sha256" for t in threading.enumerate())
+
+
+@responses.activate
+def test_a_redirect_to_plain_http_off_loopback_is_refused_at_the_hop(oauth_conn: str, tmp_path: Path) -> None:
+    add_token(responses.mock)
+    signed = "https://cdn.patsnap.test/r/Report.pdf?sign=x"
+    responses.get(R001_STATUS, body=envelope({"job_id": "1", "job_status": 2, "download_url": signed}))
+    responses.get(signed.split("?")[0], status=302, headers={"Location": "http://mirror.example/Report.pdf"})
+    responses.get("http://mirror.example/Report.pdf", body=PDF, content_type="application/pdf")
+
+    with pytest.raises(PatsnapDownloadRejectedError, match="unencrypted"):
+        PatsnapHook().download_report("enterprise", "1", f"{tmp_path}/")
+    assert not [c for c in responses.calls if c.request.url.startswith("http://mirror")]
+
+
+@responses.activate
+def test_an_https_redirect_is_followed(oauth_conn: str, tmp_path: Path) -> None:
+    add_token(responses.mock)
+    signed = "https://cdn.patsnap.test/r/Report.pdf?sign=x"
+    responses.get(R001_STATUS, body=envelope({"job_id": "1", "job_status": 2, "download_url": signed}))
+    responses.get(signed.split("?")[0], status=307, headers={"Location": "/moved/Report.pdf?sign=y"})
+    responses.get("https://cdn.patsnap.test/moved/Report.pdf", body=PDF, content_type="application/pdf")
+
+    assert PatsnapHook().download_report("enterprise", "1", f"{tmp_path}/")["size"] == len(PDF)

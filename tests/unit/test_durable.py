@@ -17,6 +17,11 @@ from airflow_provider_patsnap.errors import (
 )
 from airflow_provider_patsnap.version_compat import AirflowFailException
 
+try:  # Airflow 3: BaseException subclasses, as the task runner raises them
+    from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
+except ImportError:  # Airflow 2.11
+    from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout  # type: ignore[no-redef]
+
 LOG = logging.getLogger("test_durable")
 
 
@@ -88,26 +93,26 @@ def test_a_retry_after_the_job_id_was_recorded_reattaches(with_store: Store) -> 
     # The worker dies before Airflow records the XCom; Airflow retries the task.
     assert durable_create(context(with_store), create, what="R001", log=LOG) == "1579434053399035905"
     assert create.calls == 1
-    assert with_store.data[CREATE_KEY]["state"] == "created"
+    assert with_store.data[CREATE_KEY]["state"] == "done"
 
 
 def test_a_retry_after_sent_without_an_answer_fails_with_the_check_message(with_store: Store) -> None:
     with_store.data[CREATE_KEY] = {"state": "sending", "sent_at": "2026-12-02T10:00:00+00:00", "generation": 1}
     create = Creates("must-not-happen")
-    with pytest.raises(AirflowFailException, match=r"may exist.*Before re-running.*Clearing the task") as info:
+    with pytest.raises(AirflowFailException, match=r"may have run.*Before re-running.*Clearing the task") as info:
         durable_create(context(with_store), create, what="R002", log=LOG)
     assert "2026-12-02T10:00:00" in str(info.value)
     assert create.calls == 0
 
 
 def test_clearing_the_task_creates_anew(with_store: Store) -> None:
-    with_store.data[CREATE_KEY] = {"state": "created", "job_id": "old", "generation": 1}
+    with_store.data[CREATE_KEY] = {"state": "done", "result": "old", "generation": 1}
     create = Creates("new")
     assert durable_create(context(with_store, max_tries=5), create, what="R001", log=LOG) == "new"
     assert with_store.data[CREATE_KEY] == {
-        "state": "created",
-        "job_id": "new",
-        "created_at": with_store.data[CREATE_KEY]["created_at"],
+        "state": "done",
+        "result": "new",
+        "sent_at": with_store.data[CREATE_KEY]["sent_at"],
         "generation": 4,
     }
 
@@ -129,7 +134,7 @@ def test_a_create_that_surely_made_nothing_leaves_no_intent(with_store: Store, e
 @pytest.mark.parametrize("store", [True, False], ids=["3.3+", "older"])
 @pytest.mark.parametrize(
     "interruption",
-    [TimeoutError("execution_timeout"), KeyError("parser crash"), SystemExit(143)],
+    [AirflowTaskTimeout("execution_timeout"), KeyError("parser crash"), AirflowTaskTerminated("SIGTERM")],
     ids=["timeout", "crash", "sigterm"],
 )
 def test_an_interrupted_create_fails_without_retries(
@@ -137,7 +142,7 @@ def test_an_interrupted_create_fails_without_retries(
 ) -> None:
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", store)
     backing = Store()
-    with pytest.raises(AirflowFailException, match="may exist") as info:
+    with pytest.raises(AirflowFailException, match="may have run") as info:
         durable_create(context(backing), Creates(interruption), what="R001", log=LOG)
     assert info.value.__cause__ is interruption
     if store:  # the next attempt knows a create was in flight
@@ -149,6 +154,21 @@ def test_an_ambiguous_create_keeps_its_own_message(with_store: Store) -> None:
     with pytest.raises(PatsnapAmbiguousCreateError):
         durable_create(context(with_store), Creates(error), what="R001", log=LOG)
     assert with_store.data[CREATE_KEY]["state"] == "sending"
+
+
+def test_a_billable_call_keeps_its_small_result_for_a_retry(with_store: Store) -> None:
+    from airflow_provider_patsnap.durable import durable_call
+
+    call = Creates('{"total": 1}')
+    first = durable_call(context(with_store), call, key="k", what="POST /x", log=LOG)
+    assert durable_call(context(with_store), call, key="k", what="POST /x", log=LOG) == first
+    assert call.calls == 1
+
+    big = Creates("x" * 100_000)
+    durable_call(context(with_store), big, key="big", what="POST /y", log=LOG)
+    with pytest.raises(AirflowFailException, match="too large to keep"):
+        durable_call(context(with_store), big, key="big", what="POST /y", log=LOG)
+    assert big.calls == 1
 
 
 def test_older_airflow_records_the_job_id_inside_execute(monkeypatch: pytest.MonkeyPatch) -> None:
