@@ -32,6 +32,8 @@ WINDOW_SECONDS = 1.02
 MIN_RATE_SHARE = 0.1
 #: Each accepted call restores this share of the configured QPS (about 20 calls to recover from a halving).
 RECOVERY_STEP = 0.025
+#: A waiter looks again at least this often (its slot may have moved earlier when the rate recovered).
+MAX_NAP = 1.0
 
 
 class Priority(IntEnum):
@@ -58,6 +60,7 @@ class RateLimiter:
         self._next = 0.0
         self._waiting: list[_Ticket] = []
         self._sent: deque[float] = deque()
+        self._last_decrease = -math.inf
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ slots
@@ -80,12 +83,23 @@ class RateLimiter:
             self._waiting.append(ticket)
             return ticket
 
+    def _respace(self, now: float) -> None:
+        """After a change of rate, give the waiting calls slots at the new spacing (in their order):
+        slots handed out at a lower rate must not keep the queue slow once the rate recovers."""
+        interval = 1.0 / self.rate
+        slot = max(now, self._sent[-1] + interval) if self._sent else now
+        for waiter in sorted(self._waiting, key=lambda t: (t.slot, t.priority)):
+            waiter.slot = slot
+            slot += interval
+        self._next = max(slot, now)
+
     def _delay(self, ticket: _Ticket) -> float:
-        """0.0 once the ticket's slot has come and the window has room (recorded as sent); else the wait."""
+        """0.0 once the ticket's slot has come and the window has room (recorded as sent); else the wait
+        (at most ``MAX_NAP``, so a waiter sees a slot that a recovered rate moved earlier)."""
         with self._lock:
             now = time.monotonic()
             if ticket.slot > now:
-                return ticket.slot - now
+                return min(ticket.slot - now, MAX_NAP)
             while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
                 self._sent.popleft()
             if len(self._sent) >= max(1, math.floor(self.rate)):
@@ -126,13 +140,18 @@ class RateLimiter:
     # ------------------------------------------------------------------ feedback
 
     def on_rejected(self) -> None:
-        """PatSnap refused a call for rate: the whole process slows down."""
+        """PatSnap refused a call for rate: the whole process slows down (once per window: the calls
+        already in flight when the limit was hit are refused together, and count as one signal)."""
         if self.qps is None:
             return
         with self._lock:
             self.rejections += 1
+            now = time.monotonic()
+            if now - self._last_decrease < WINDOW_SECONDS:
+                return
+            self._last_decrease = now
             self.rate = max(self.qps * MIN_RATE_SHARE, self.rate / 2)
-            self._next = max(self._next, time.monotonic() + 1.0 / self.rate)
+            self._respace(now)
 
     def on_accepted(self) -> None:
         """A call went through: win back a step of the configured rate."""
@@ -140,6 +159,7 @@ class RateLimiter:
             return
         with self._lock:
             self.rate = min(self.qps, self.rate + self.qps * RECOVERY_STEP)
+            self._respace(time.monotonic())
 
 
 _LIMITERS: dict[tuple[str, str, float | None, str | None], RateLimiter] = {}

@@ -103,7 +103,11 @@ def test_rejections_halve_the_rate_and_successes_win_it_back(clock: list[float])
     limiter = _ratelimit.RateLimiter(4)
     limiter.on_rejected()
     assert limiter.rate == 2 and limiter.rejections == 1
+    for _ in range(5):  # the calls in flight when the limit was hit are refused together: one signal
+        limiter.on_rejected()
+    assert limiter.rate == 2 and limiter.rejections == 6
     for _ in range(10):
+        clock[0] += _ratelimit.WINDOW_SECONDS
         limiter.on_rejected()
     assert limiter.rate == 4 * _ratelimit.MIN_RATE_SHARE  # a floor: never stops entirely
     steps = 0
@@ -139,3 +143,17 @@ def test_a_cancelled_waiter_gives_its_place_up(clock: list[float]) -> None:
 
     asyncio.run(run())
     assert limiter._waiting == []
+
+
+def test_waiting_calls_speed_up_again_when_the_rate_recovers(clock: list[float]) -> None:
+    limiter = _ratelimit.RateLimiter(10)
+    limiter.on_rejected()
+    for _ in range(10):
+        clock[0] += _ratelimit.WINDOW_SECONDS
+        limiter.on_rejected()
+    waiting = [limiter._claim(_ratelimit.Priority.READ) for _ in range(50)]  # queued at 1 call/s
+    assert waiting[-1] is not None and waiting[-1].slot - clock[0] >= 48
+    for _ in range(40):
+        limiter.on_accepted()
+    assert limiter.rate == 10
+    assert waiting[-1].slot - clock[0] <= 50 / 10 + 0.5  # the same queue, now at the recovered pace

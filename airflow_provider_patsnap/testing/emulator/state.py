@@ -263,6 +263,7 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
             "created_at": job.created_at,
             # Epoch seconds the report is (or was) done, when the queue model knows it in advance.
             "done_at": None if job.done_mono is None else job.created_at + (job.done_mono - job.created_mono),
+            "generation_seconds": None if job.done_mono is None else job.done_mono - (job.started_mono or 0),
             "status": status,
             "queue_num": queue_num,
             "fails": job.fails,
