@@ -248,3 +248,20 @@ def check_pdf(data: bytes) -> None:
     length = int(length_match.group(1))
     stream_at = data.index(b"stream\n") + len(b"stream\n")
     assert data[stream_at + length : stream_at + length + 9] == b"endstream"
+
+
+class TaskStateStore:
+    """Airflow 3.3's ``context["task_state_store"]`` accessor (get/set/delete), in memory."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        assert value is not None, "the real store refuses None"
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)

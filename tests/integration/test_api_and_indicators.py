@@ -18,6 +18,7 @@ from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicator
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.valuation import INDICATORS
 from airflow_provider_patsnap.version_compat import AirflowFailException
+from tests.support import TaskStateStore
 
 LEGAL = "/patent-valuation-data/legal_indicators"
 CREATE = "/innovation/company-report/task/create"
@@ -189,18 +190,11 @@ def test_a_retried_billable_call_returns_the_first_answer(
 ) -> None:
     from airflow_provider_patsnap import durable
 
-    class Store(dict):  # the task state store's accessor, in memory
-        def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-            self[key] = value
-
-        def delete(self, key: str) -> None:
-            self.pop(key, None)
-
     class TI:
         max_tries = 0
 
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
-    context = {"task_state_store": Store(), "ti": TI()}
+    context = {"task_state_store": TaskStateStore(), "ti": TI()}
     operator = PatsnapApiOperator(
         task_id="api", method="POST", endpoint=CREATE, json={"report_type": "pdf", "company_name": "Once Co"}
     )

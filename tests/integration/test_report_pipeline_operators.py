@@ -15,6 +15,7 @@ from airflow_provider_patsnap.operators.reports import PatsnapEnterpriseReportOp
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, TaskDeferred
+from tests.support import TaskStateStore
 
 
 def sha256(path: Path) -> str:
@@ -90,20 +91,6 @@ def test_a_failed_report_fails_without_retries(emulator: PatsnapEmulator, emu_co
     assert list(tmp_path.iterdir()) == []
 
 
-class Store:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="ResumableJobMixin and the task state store arrive in 3.3")
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_a_retry_reattaches_instead_of_creating(
@@ -113,7 +100,7 @@ def test_a_retry_reattaches_instead_of_creating(
         max_tries = 2  # retries=2: generation 1
         stats_tags: ClassVar[dict[str, str]] = {}
 
-    store = Store()
+    store = TaskStateStore()
     context: dict[str, Any] = {"task_state_store": store, "ti": TI()}
     operator = enterprise(tmp_path, deferrable=deferrable, retries=2)
     context["task"] = operator

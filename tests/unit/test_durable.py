@@ -16,6 +16,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapRateLimitError,
 )
 from airflow_provider_patsnap.version_compat import AirflowFailException
+from tests.support import TaskStateStore
 
 try:  # Airflow 3: BaseException subclasses, as the task runner raises them
     from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
@@ -23,23 +24,6 @@ except ImportError:  # Airflow 2.11
     from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout  # type: ignore[no-redef]
 
 LOG = logging.getLogger("test_durable")
-
-
-class Store:
-    """The TaskStateStoreAccessor interface, in memory."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        assert value is not None
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
 
 
 class TI:
@@ -59,12 +43,12 @@ class Task:
 
 
 @pytest.fixture
-def with_store(monkeypatch: pytest.MonkeyPatch) -> Store:
+def with_store(monkeypatch: pytest.MonkeyPatch) -> TaskStateStore:
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
-    return Store()
+    return TaskStateStore()
 
 
-def context(store: Store | None, max_tries: int = 2, **ti: Any) -> dict[str, Any]:
+def context(store: TaskStateStore | None, max_tries: int = 2, **ti: Any) -> dict[str, Any]:
     return {"task_state_store": store, "ti": TI(max_tries, **ti), "task": Task()}
 
 
@@ -87,7 +71,7 @@ def test_generation_is_the_first_try_of_the_current_run() -> None:
     assert generation({}) == 1
 
 
-def test_a_retry_after_the_job_id_was_recorded_reattaches(with_store: Store) -> None:
+def test_a_retry_after_the_job_id_was_recorded_reattaches(with_store: TaskStateStore) -> None:
     create = Creates("1579434053399035905", "second-job")
     assert durable_create(context(with_store), create, what="R001", log=LOG) == "1579434053399035905"
     # The worker dies before Airflow records the XCom; Airflow retries the task.
@@ -96,7 +80,7 @@ def test_a_retry_after_the_job_id_was_recorded_reattaches(with_store: Store) -> 
     assert with_store.data[CREATE_KEY]["state"] == "done"
 
 
-def test_a_retry_after_sent_without_an_answer_fails_with_the_check_message(with_store: Store) -> None:
+def test_a_retry_after_sent_without_an_answer_fails_with_the_check_message(with_store: TaskStateStore) -> None:
     with_store.data[CREATE_KEY] = {"state": "sending", "sent_at": "2026-12-02T10:00:00+00:00", "generation": 1}
     create = Creates("must-not-happen")
     with pytest.raises(AirflowFailException, match=r"may have run.*Before re-running.*Clearing the task") as info:
@@ -105,7 +89,7 @@ def test_a_retry_after_sent_without_an_answer_fails_with_the_check_message(with_
     assert create.calls == 0
 
 
-def test_clearing_the_task_creates_anew(with_store: Store) -> None:
+def test_clearing_the_task_creates_anew(with_store: TaskStateStore) -> None:
     with_store.data[CREATE_KEY] = {"state": "done", "result": "old", "generation": 1}
     create = Creates("new")
     assert durable_create(context(with_store, max_tries=5), create, what="R001", log=LOG) == "new"
@@ -124,7 +108,7 @@ def test_clearing_the_task_creates_anew(with_store: Store) -> None:
         PatsnapRateLimitError("rate limited", outcome=Outcome.REJECTED),
     ],
 )
-def test_a_create_that_surely_made_nothing_leaves_no_intent(with_store: Store, error: Exception) -> None:
+def test_a_create_that_surely_made_nothing_leaves_no_intent(with_store: TaskStateStore, error: Exception) -> None:
     with pytest.raises(type(error)):
         durable_create(context(with_store), Creates(error), what="R001", log=LOG)
     assert CREATE_KEY not in with_store.data
@@ -141,7 +125,7 @@ def test_an_interrupted_create_fails_without_retries(
     monkeypatch: pytest.MonkeyPatch, store: bool, interruption: BaseException
 ) -> None:
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", store)
-    backing = Store()
+    backing = TaskStateStore()
     with pytest.raises(AirflowFailException, match="may have run") as info:
         durable_create(context(backing), Creates(interruption), what="R001", log=LOG)
     assert info.value.__cause__ is interruption
@@ -149,14 +133,14 @@ def test_an_interrupted_create_fails_without_retries(
         assert backing.data[CREATE_KEY]["state"] == "sending"
 
 
-def test_an_ambiguous_create_keeps_its_own_message(with_store: Store) -> None:
+def test_an_ambiguous_create_keeps_its_own_message(with_store: TaskStateStore) -> None:
     error = PatsnapAmbiguousCreateError("the report job may have been created", endpoint="POST /c")
     with pytest.raises(PatsnapAmbiguousCreateError):
         durable_create(context(with_store), Creates(error), what="R001", log=LOG)
     assert with_store.data[CREATE_KEY]["state"] == "sending"
 
 
-def test_a_billable_call_keeps_its_small_result_for_a_retry(with_store: Store) -> None:
+def test_a_billable_call_keeps_its_small_result_for_a_retry(with_store: TaskStateStore) -> None:
     from airflow_provider_patsnap.durable import durable_call
 
     call = Creates('{"total": 1}')
@@ -173,16 +157,16 @@ def test_a_billable_call_keeps_its_small_result_for_a_retry(with_store: Store) -
 
 def test_older_airflow_records_the_job_id_inside_execute(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", False)
-    ctx = context(Store())
+    ctx = context(TaskStateStore())
     assert durable_create(ctx, Creates("77"), what="R001", log=LOG) == "77"
     assert ctx["ti"].pushed == {"return_value": "77"}
 
-    ctx = context(Store(), fail_push=True)
+    ctx = context(TaskStateStore(), fail_push=True)
     with pytest.raises(AirflowFailException, match="Created R001 job 88 but could not record it"):
         durable_create(ctx, Creates("88"), what="R001", log=LOG)
 
 
-def test_memory_ignores_entries_of_another_generation(with_store: Store) -> None:
+def test_memory_ignores_entries_of_another_generation(with_store: TaskStateStore) -> None:
     memory = TaskMemory(context(with_store, max_tries=2))
     memory.set("k", value=1)
     assert memory.get("k") == {"value": 1, "generation": 1}

@@ -16,20 +16,7 @@ from airflow_provider_patsnap.version_compat import (
     AirflowSkipException,
     TaskDeferred,
 )
-
-
-class Store:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
+from tests.support import TaskStateStore
 
 
 class TI:
@@ -66,7 +53,7 @@ def test_a_retry_keeps_the_first_attempts_window(
     emulator: PatsnapEmulator, emu_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
-    store = Store()
+    store = TaskStateStore()
     first_started = time.time() - 100  # the first attempt began 100 s ago
     store.data[WAIT_KEY] = {"started": first_started, "generation": 1}
     context = {"task_state_store": store, "ti": TI(), "task": sensor("1")}
@@ -88,7 +75,7 @@ def test_the_first_window_is_recorded_for_later_attempts(
     emulator: PatsnapEmulator, emu_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
-    store = Store()
+    store = TaskStateStore()
     context = {"task_state_store": store, "ti": TI(), "task": sensor("1")}
     job_id = running_job(emulator)
     with pytest.raises(TaskDeferred):
