@@ -3,15 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW_SPEC ?= apache-airflow>=3.0
 EXTRAS ?= test,s3,lineage,redis
+# Optional pip constraints file, e.g. constraints/airflow2.txt for the Airflow 2.11 line.
+CONSTRAINTS ?=
+PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell echo '$(AIRFLOW_SPEC)' | tr -c 'A-Za-z0-9.' '_')
 
 .PHONY: install test demo bench fleet-demo lint dist test-wheel clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(AIRFLOW_SPEC)" -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet $(PIP_CONSTRAINTS) "$(AIRFLOW_SPEC)" -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(STAMP)
