@@ -144,6 +144,7 @@ def pct(values: list[float], q: float) -> float:
 def refresh(emu: _common.EmulatorProcess, jobs_count: int, extra: dict[str, Any]) -> None:
     _common.reset_process_state()
     emu.reset_stats()
+    earlier = set(emu.call("job_ids"))  # the emulator keeps every job: count only this run's
     conn = emu.connection_json(qps=ACCOUNT_QPS, retry_wait_min=0.5 / SCALE * 10, retry_wait_max=3, **extra)
     ctx = multiprocessing.get_context("spawn")
     jobs, events, stats = ctx.Queue(), ctx.Queue(), ctx.Queue()
@@ -158,7 +159,7 @@ def refresh(emu: _common.EmulatorProcess, jobs_count: int, extra: dict[str, Any]
     make.join(60)
     trig.join(60)
     failed = stats.get(timeout=10)
-    jobs_info = [emu.call("job", j) for j in emu.call("job_ids")]
+    jobs_info = [emu.call("job", j) for j in emu.call("job_ids") if j not in earlier]
     counters = emu.stats
     first_create = min(j["created_at"] for j in jobs_info)
     last_event = max(t for _, t in got.values())

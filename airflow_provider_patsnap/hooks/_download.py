@@ -127,57 +127,65 @@ class ReportDownloader:
         expected = response.headers.get("Content-Length")
         size = 0
         head = b""
-        with BackgroundSha256() as digest:
+        digest = hashlib.sha256()
+        with BackgroundWriter(handle) as writer:
             try:
                 for chunk in response.iter_content(chunk_size=chunk_size):
                     if len(head) < 8:
                         head += chunk[:8]
+                    # Hash the chunk while it is hot in this core's cache; the write (a copy into the
+                    # page cache, or a disk) runs meanwhile in the writer thread.
                     digest.update(chunk)
-                    handle.write(chunk)
+                    writer.write(chunk)
                     size += len(chunk)
             except requests.RequestException as exc:
                 raise PatsnapDownloadError(
                     f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
                 ) from None
-            sha256 = digest.hexdigest()
         if expected is not None and expected.isdigit() and int(expected) != size:
             raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
         handle.flush()
         extension = report_type_of(head, local_path, filename, response.headers, endpoint)
-        return size, sha256, extension
+        return size, digest.hexdigest(), extension
 
 
-class BackgroundSha256:
-    """SHA-256 computed in a thread fed by the copy loop, so hashing overlaps reading and writing
-    (hashlib releases the GIL on large chunks). At most ``depth`` chunks wait: memory stays bounded."""
+class BackgroundWriter:
+    """Writes chunks to ``handle`` in a thread fed by the copy loop, so the write overlaps hashing and
+    reading the next chunk (file writes and hashlib release the GIL). At most ``depth`` chunks wait:
+    memory stays bounded. A write error is raised by the next ``write`` or on leaving the block."""
 
-    def __init__(self, depth: int = 8) -> None:
+    def __init__(self, handle: Any, depth: int = 8) -> None:
+        self._handle = handle
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._digest = hashlib.sha256()
-        self._thread = threading.Thread(target=self._run, name="patsnap-sha256", daemon=True)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="patsnap-writer", daemon=True)
 
-    def __enter__(self) -> BackgroundSha256:
+    def __enter__(self) -> BackgroundWriter:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self._finish()
+        if exc_type is None and self._error is not None:
+            raise self._error
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:
-            self._digest.update(chunk)
+            if self._error is None:  # after a failure, drain the queue so the producer never blocks
+                try:
+                    self._handle.write(chunk)
+                except BaseException as exc:  # handed to the copy loop's thread
+                    self._error = exc
 
-    def update(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
         self._queue.put(chunk)
 
     def _finish(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-
-    def hexdigest(self) -> str:
-        self._finish()
-        return self._digest.hexdigest()
 
 
 def report_type_of(head: bytes, local_path: str, filename: str, headers: Mapping[str, str], endpoint: str) -> str:

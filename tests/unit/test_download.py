@@ -231,30 +231,44 @@ def test_an_existing_file_with_other_content_is_kept_unless_overwrite(tmp_path: 
     assert files_under(tmp_path) == [target]
 
 
-def test_the_background_digest_equals_hashing_in_line() -> None:
-    import hashlib
+def test_the_background_writer_writes_every_chunk_in_order(tmp_path: Path) -> None:
     import os
     import threading
 
-    from airflow_provider_patsnap.hooks._download import BackgroundSha256
+    from airflow_provider_patsnap.hooks._download import BackgroundWriter
 
     chunks = [os.urandom(size) for size in (0, 1, 4096, 1 << 20, 7, 1 << 20)]
-    with BackgroundSha256(depth=2) as digest:
+    with open(tmp_path / "out", "wb") as handle, BackgroundWriter(handle, depth=2) as writer:
         for chunk in chunks:
-            digest.update(chunk)
-        assert digest.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
-    assert not any(t.name == "patsnap-sha256" for t in threading.enumerate())
+            writer.write(chunk)
+    assert (tmp_path / "out").read_bytes() == b"".join(chunks)
+    assert not any(t.name == "patsnap-writer" for t in threading.enumerate())
 
 
-def test_the_background_digest_thread_ends_when_the_copy_fails() -> None:
+def test_a_write_error_in_the_writer_thread_reaches_the_copy_loop() -> None:
     import threading
 
-    from airflow_provider_patsnap.hooks._download import BackgroundSha256
+    from airflow_provider_patsnap.hooks._download import BackgroundWriter
 
-    with pytest.raises(OSError), BackgroundSha256() as digest:
-        digest.update(b"x" * 10)
-        raise OSError("disk full")
-    assert not any(t.name == "patsnap-sha256" for t in threading.enumerate())
+    class FullDisk:
+        def write(self, chunk: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"), BackgroundWriter(FullDisk(), depth=1) as writer:
+        for _ in range(50):  # far more than the queue holds: the producer must not block for ever
+            writer.write(b"x" * 10)
+    assert not any(t.name == "patsnap-writer" for t in threading.enumerate())
+
+
+def test_the_writer_thread_ends_when_the_copy_fails(tmp_path: Path) -> None:
+    import threading
+
+    from airflow_provider_patsnap.hooks._download import BackgroundWriter
+
+    with pytest.raises(ConnectionError), open(tmp_path / "out", "wb") as handle, BackgroundWriter(handle) as writer:
+        writer.write(b"x" * 10)
+        raise ConnectionError("cut")
+    assert not any(t.name == "patsnap-writer" for t in threading.enumerate())
 
 
 @responses.activate
