@@ -231,6 +231,22 @@ def test_an_existing_file_with_other_content_is_kept_unless_overwrite(tmp_path: 
     assert files_under(tmp_path) == [target]
 
 
+@responses.activate
+def test_a_report_of_many_chunks_is_hashed_and_stored_byte_for_byte(tmp_path: Path) -> None:
+    import os
+
+    body = PDF[:9] + os.urandom(3 * 4096 + 123) + b"\n%%EOF"  # chunks of 4096: several, the last short
+    responses.get(CDN_PATH, body=body, content_type="application/pdf")
+
+    result = ReportDownloader(LOG, (1.0, 5.0)).fetch(
+        done(), Destination.parse(f"{tmp_path}/"), overwrite=False, chunk_size=4096
+    )
+
+    assert result["size"] == len(body)
+    assert result["sha256"] == hashlib.sha256(body).hexdigest()
+    assert (tmp_path / result["filename"]).read_bytes() == body
+
+
 def test_the_background_writer_writes_every_chunk_in_order(tmp_path: Path) -> None:
     import os
     import threading
