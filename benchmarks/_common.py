@@ -62,13 +62,16 @@ def use_connection(conn_json: str) -> None:
 
 
 def reset_process_state() -> None:
-    """Forget the process-wide token cache and rate limiters (a fresh worker process, in effect)."""
+    """Forget the process-wide token cache, rate limiters and queue estimates (a fresh worker process, in effect)."""
     from airflow_provider_patsnap.hooks import _ratelimit
     from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
+    from airflow_provider_patsnap.triggers import _schedule
 
     TOKEN_CACHE.clear()
     with _ratelimit._LIMITERS_LOCK:
         _ratelimit._LIMITERS.clear()
+    with _schedule._DRAINS_LOCK:
+        _schedule._DRAINS.clear()
 
 
 def ceil_div(a: int, b: int) -> int:

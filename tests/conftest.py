@@ -31,6 +31,7 @@ import pytest  # noqa: E402
 
 from airflow_provider_patsnap.hooks import _ratelimit  # noqa: E402
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE  # noqa: E402
+from airflow_provider_patsnap.triggers import _schedule  # noqa: E402
 from tests.airflow_fixtures import airflow_db, archive_root, dagbag  # noqa: E402, F401
 from tests.support import API_KEY, conn_json  # noqa: E402
 
@@ -41,12 +42,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
-    """Token cache and limiters are process-wide by design; tests must not leak them."""
+    """Token cache, limiters and queue estimates are process-wide by design; tests must not leak them."""
     TOKEN_CACHE.clear()
     _ratelimit._LIMITERS.clear()
+    _schedule._DRAINS.clear()
     yield
     TOKEN_CACHE.clear()
     _ratelimit._LIMITERS.clear()
+    _schedule._DRAINS.clear()
 
 
 @pytest.fixture

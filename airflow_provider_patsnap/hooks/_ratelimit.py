@@ -65,13 +65,19 @@ class RateLimiter:
 
     # ------------------------------------------------------------------ slots
 
+    def _interval(self) -> float:
+        """Slot spacing: ``1/rate``, and never closer than the window allows (``floor(rate)`` per
+        ``WINDOW_SECONDS``): slots that ran ahead of the window would leave several calls due at
+        once, and whichever woke first would go, out of order."""
+        return max(1.0 / self.rate, WINDOW_SECONDS / max(1, math.floor(self.rate)))
+
     def _claim(self, priority: Priority) -> _Ticket | None:
         if self.qps is None:
             return None
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next)
-            self._next = slot + 1.0 / self.rate
+            self._next = slot + self._interval()
             ticket = _Ticket(slot, priority)
             behind = sorted((t for t in self._waiting if t.priority > priority and t.slot > now), key=lambda t: t.slot)
             if behind and behind[0].slot < slot:
@@ -86,7 +92,7 @@ class RateLimiter:
     def _respace(self, now: float) -> None:
         """After a change of rate, give the waiting calls slots at the new spacing (in their order):
         slots handed out at a lower rate must not keep the queue slow once the rate recovers."""
-        interval = 1.0 / self.rate
+        interval = self._interval()
         slot = max(now, self._sent[-1] + interval) if self._sent else now
         for waiter in sorted(self._waiting, key=lambda t: (t.slot, t.priority)):
             waiter.slot = slot
@@ -104,9 +110,21 @@ class RateLimiter:
                 self._sent.popleft()
             if len(self._sent) >= max(1, math.floor(self.rate)):
                 return self._sent[0] + WINDOW_SECONDS - now
+            if self._ahead_of(ticket, now) is not None:
+                # Calls due at once go in their order (creates first, then by slot), not by which
+                # waiter happens to wake first: else a poll can be overtaken again and again.
+                return min(self._interval(), MAX_NAP)
             self._sent.append(now)
             self._waiting.remove(ticket)
             return 0.0
+
+    def _ahead_of(self, ticket: _Ticket, now: float) -> _Ticket | None:
+        """A waiter that is also due and goes before ``ticket`` (caller holds the lock)."""
+        order = (ticket.priority, ticket.slot)
+        for other in self._waiting:
+            if other is not ticket and other.slot <= now and (other.priority, other.slot) < order:
+                return other
+        return None
 
     def _drop(self, ticket: _Ticket) -> None:
         with self._lock:

@@ -9,7 +9,8 @@ from typing import Any
 
 from airflow_provider_patsnap.errors import PatsnapError, PatsnapJobFailedError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
-from airflow_provider_patsnap.models import JobStatus, ReportJob, ReportKind, normalize_job_id
+from airflow_provider_patsnap.models import ReportKind, normalize_job_id
+from airflow_provider_patsnap.triggers._schedule import PollSchedule, drain_for
 from airflow_provider_patsnap.version_compat import BaseTrigger, TriggerEvent
 
 
@@ -60,7 +61,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = PatsnapHook(self.patsnap_conn_id)
         job_summary: dict[str, Any] = {"job_id": self.job_id, "report_kind": self.report_kind}
-        schedule = PollSchedule(self.poll_interval)
+        schedule = PollSchedule(self.poll_interval, drain_for(self.patsnap_conn_id, self.report_kind))
         last_seen = None
         # The sensor looked just before deferring: the next look is due one interval after that one.
         wait = self.last_polled_at + self.poll_interval - time.time()
@@ -115,31 +116,3 @@ class PatsnapReportJobTrigger(BaseTrigger):
 
 #: The look at the deadline waits at most this long (or half a poll interval, if shorter) for its answer.
 LAST_LOOK_SECONDS = 10.0
-#: A queued job is looked at least this often (in poll intervals), however long its queue.
-MAX_STRETCH = 4.0
-
-
-class PollSchedule:
-    """When to look again, from what PatSnap says: an exporting job every ``poll_interval``; a queued
-    job when the queue ahead of it is expected to have drained halfway (from how fast it drained
-    since the last look), between one and ``MAX_STRETCH`` intervals. Polls a job cannot use are
-    budget the account's other jobs can."""
-
-    def __init__(self, poll_interval: float) -> None:
-        self.poll_interval = poll_interval
-        self._last_queue: tuple[float, int] | None = None
-
-    def next_wait(self, job: ReportJob, now: float) -> float:
-        base = self.poll_interval
-        queue = job.queue_num if job.status is JobStatus.QUEUED else None
-        if not queue:
-            self._last_queue = None
-            return base
-        previous, self._last_queue = self._last_queue, (now, queue)
-        if previous is None:
-            return base
-        seconds, ahead = now - previous[0], previous[1] - queue
-        if ahead <= 0:  # the queue did not move: back off gradually
-            return min(base * 2, base * MAX_STRETCH)
-        eta = queue * seconds / ahead
-        return min(max(eta / 2, base), base * MAX_STRETCH)

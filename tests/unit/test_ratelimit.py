@@ -74,10 +74,10 @@ def test_one_limiter_per_account_and_host() -> None:
 def test_a_create_takes_the_first_slot_a_waiting_read_holds(clock: list[float]) -> None:
     limiter = _ratelimit.RateLimiter(2)
     reads = [limiter._claim(_ratelimit.Priority.READ) for _ in range(4)]
-    read_slots = [t.slot for t in reads]  # 1000.0, 1000.5, 1001.0, 1001.5
+    read_slots = [t.slot for t in reads]  # 1000.0, 1000.51, 1001.02, 1001.53 (2 per 1.02 s window)
     create = limiter._claim(_ratelimit.Priority.CREATE)
     assert create is not None and create.slot == read_slots[1]  # the first free one (slot 0 is due now)
-    assert [t.slot for t in reads] == [read_slots[0], read_slots[2], read_slots[3], read_slots[3] + 0.5]
+    assert [t.slot for t in reads] == [read_slots[0], read_slots[2], read_slots[3], read_slots[3] + 0.51]
     later = limiter._claim(_ratelimit.Priority.CREATE)
     assert later is not None and create.slot < later.slot == read_slots[2]  # creates keep their own order
 
@@ -157,3 +157,24 @@ def test_waiting_calls_speed_up_again_when_the_rate_recovers(clock: list[float])
         limiter.on_accepted()
     assert limiter.rate == 10
     assert waiting[-1].slot - clock[0] <= 50 / 10 + 0.5  # the same queue, now at the recovered pace
+
+
+def test_calls_due_at_once_go_in_their_order_not_by_who_wakes_first(clock: list[float]) -> None:
+    limiter = _ratelimit.RateLimiter(2)
+    first, second, third = (limiter._claim(_ratelimit.Priority.READ) for _ in range(3))
+    assert first is not None and second is not None and third is not None
+    clock[0] += 10  # all three are due and the window is empty: only the order decides
+    assert limiter._delay(third) > 0 and limiter._delay(second) > 0
+    assert limiter._delay(first) == 0
+    assert limiter._delay(third) > 0
+    assert limiter._delay(second) == 0
+    assert limiter._delay(third) > 0  # the window (2 per 1.02 s) is full now
+    clock[0] += _ratelimit.WINDOW_SECONDS
+    assert limiter._delay(third) == 0
+
+
+def test_slots_are_never_closer_than_the_window_allows() -> None:
+    for qps in (1, 2, 2.5, 4, 20):
+        limiter = _ratelimit.RateLimiter(qps)
+        per_window = max(1, int(qps))
+        assert limiter._interval() * per_window >= _ratelimit.WINDOW_SECONDS - 1e-9

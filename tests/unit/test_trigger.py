@@ -16,7 +16,13 @@ from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapRetryableE
 from airflow_provider_patsnap.hooks._drivers import close_shared_async_client
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus, ReportJob, ReportKind
-from airflow_provider_patsnap.triggers.report_job import MAX_STRETCH, PatsnapReportJobTrigger, PollSchedule
+from airflow_provider_patsnap.triggers._schedule import (
+    DRAIN_MEMORY_SECONDS,
+    MAX_QUEUED_WAIT_SECONDS,
+    PollSchedule,
+    QueueDrain,
+)
+from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
 
 CLASSPATH = "airflow_provider_patsnap.triggers.report_job.PatsnapReportJobTrigger"
 BIG_JOB_ID = "1579434053399035905"
@@ -213,13 +219,48 @@ def test_the_schedule_polls_exporting_jobs_every_interval() -> None:
     assert schedule.next_wait(job(JobStatus.QUEUED, 0), 30) == 30
 
 
-def test_the_schedule_waits_for_a_queue_to_drain_halfway() -> None:
+def test_a_queued_job_is_looked_at_around_its_start_plus_the_minimum_generation_time() -> None:
     schedule = PollSchedule(30)
-    assert schedule.next_wait(job(JobStatus.QUEUED, 40), 0) == 30  # first sight: nothing known yet
-    # 10 jobs drained in 30 s: 30 ahead take ~90 s; look again halfway.
-    assert schedule.next_wait(job(JobStatus.QUEUED, 30), 30) == pytest.approx(45)
-    # A long queue is still looked at within MAX_STRETCH intervals; a queue that does not move, backs off.
-    assert schedule.next_wait(job(JobStatus.QUEUED, 29), 1000) == 30 * MAX_STRETCH
-    assert schedule.next_wait(job(JobStatus.QUEUED, 29), 1030) == 60
-    # Near the front: never less than one interval.
-    assert schedule.next_wait(job(JobStatus.QUEUED, 1), 1060) == 30
+    # First sight, no queue seen moving: it cannot be done within PatSnap's minimum of 1 minute.
+    assert schedule.next_wait(job(JobStatus.QUEUED, 40), 0) == 60
+    # 10 jobs left the queue in 60 s: 30 ahead start in ~180 s; look after 0.8 of that, plus 1 min.
+    assert schedule.next_wait(job(JobStatus.QUEUED, 30), 60) == pytest.approx(60 + 0.8 * 180)
+    # A very long queue is still looked at within the cap.
+    assert schedule.next_wait(job(JobStatus.QUEUED, 29), 1000) == MAX_QUEUED_WAIT_SECONDS
+
+
+def test_a_queue_not_seen_moving_is_looked_at_less_and_less_often() -> None:
+    schedule = PollSchedule(30)
+    waits = [schedule.next_wait(job(JobStatus.QUEUED, 5), t) for t in (0, 60, 180, 420, 900, 1860, 3780)]
+    assert waits == [60, 120, 240, 480, 960, MAX_QUEUED_WAIT_SECONDS, MAX_QUEUED_WAIT_SECONDS]
+
+
+def test_the_queue_rate_is_pooled_so_a_new_job_uses_it_from_its_first_look() -> None:
+    drain = QueueDrain()
+    watched = PollSchedule(30, drain)
+    watched.next_wait(job(JobStatus.QUEUED, 100), 0)
+    watched.next_wait(job(JobStatus.QUEUED, 80), 100)  # 0.2 jobs/s
+    fresh = PollSchedule(30, drain)
+    assert fresh.next_wait(job(JobStatus.QUEUED, 50), 100) == pytest.approx(60 + 0.8 * 50 / 0.2)
+
+
+def test_a_queue_that_grows_never_makes_the_schedule_wait_longer() -> None:
+    # Were queue_num the queue's length rather than the job's place, it could grow between looks:
+    # that reads as a queue that did not move, never as a slower one.
+    drain = QueueDrain()
+    drain.observe(0, 100, 20)
+    drain.observe(100, 200, -50)
+    assert drain.jobs_per_second(200) == pytest.approx(0.1)
+
+
+def test_the_schedule_keeps_its_proportions_for_fast_polling() -> None:
+    schedule = PollSchedule(0.5)  # tests and emulators poll fast against fast jobs
+    assert schedule.next_wait(job(JobStatus.QUEUED, 3), 0) == pytest.approx(2 * 0.5)
+    assert PollSchedule(0.5)._max_queued_wait == pytest.approx(60 * 0.5)
+
+
+def test_old_queue_movements_are_forgotten() -> None:
+    drain = QueueDrain()
+    drain.observe(0, 100, 20)
+    assert drain.jobs_per_second(100) == pytest.approx(0.2)
+    assert drain.jobs_per_second(100 + DRAIN_MEMORY_SECONDS + 1) is None
