@@ -110,7 +110,7 @@ class RateLimiter:
                 self._sent.popleft()
             if len(self._sent) >= max(1, math.floor(self.rate)):
                 return self._sent[0] + WINDOW_SECONDS - now
-            if self._ahead_of(ticket, now) is not None:
+            if self._due_ahead_of(ticket, now):
                 # Calls due at once go in their order (creates first, then by slot), not by which
                 # waiter happens to wake first: else a poll can be overtaken again and again.
                 return min(self._interval(), MAX_NAP)
@@ -118,13 +118,13 @@ class RateLimiter:
             self._waiting.remove(ticket)
             return 0.0
 
-    def _ahead_of(self, ticket: _Ticket, now: float) -> _Ticket | None:
-        """A waiter that is also due and goes before ``ticket`` (caller holds the lock)."""
+    def _due_ahead_of(self, ticket: _Ticket, now: float) -> bool:
+        """Whether a waiter that is also due goes before ``ticket`` (caller holds the lock)."""
         order = (ticket.priority, ticket.slot)
-        for other in self._waiting:
-            if other is not ticket and other.slot <= now and (other.priority, other.slot) < order:
-                return other
-        return None
+        return any(
+            other is not ticket and other.slot <= now and (other.priority, other.slot) < order
+            for other in self._waiting
+        )
 
     def _drop(self, ticket: _Ticket) -> None:
         with self._lock:

@@ -47,7 +47,8 @@ class QueueDrain:
         if now > since:
             with self._lock:
                 # A position that grew (were queue_num the queue's length, not the job's place)
-                # counts as a queue that did not move: the estimate can only err towards looking early.
+                # counts as a queue that did not move: a negative movement would cancel out real
+                # ones and could make the pooled rate zero or negative for every job.
                 self._samples.append((now, now - since, max(moved, 0)))
 
     def jobs_per_second(self, now: float) -> float | None:

@@ -244,9 +244,10 @@ def test_the_queue_rate_is_pooled_so_a_new_job_uses_it_from_its_first_look() -> 
     assert fresh.next_wait(job(JobStatus.QUEUED, 50), 100) == pytest.approx(60 + 0.8 * 50 / 0.2)
 
 
-def test_a_queue_that_grows_never_makes_the_schedule_wait_longer() -> None:
+def test_a_queue_that_grows_counts_as_one_that_did_not_move() -> None:
     # Were queue_num the queue's length rather than the job's place, it could grow between looks:
-    # that reads as a queue that did not move, never as a slower one.
+    # that reads as a pause in the drain, not as a queue running backwards (counting -50 would make
+    # the rate (20 - 50) / 200 < 0).
     drain = QueueDrain()
     drain.observe(0, 100, 20)
     drain.observe(100, 200, -50)
