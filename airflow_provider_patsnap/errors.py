@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
+from airflow_provider_patsnap.redaction import clean_message, remote_text
+
 
 class Outcome(str, Enum):
     """What a failed call tells us about PatSnap's side."""
@@ -118,8 +120,9 @@ class PatsnapError(Exception):
         http_status: int | None = None,
         outcome: Outcome = Outcome.MAY_HAVE_RUN,
     ) -> None:
-        self.message = message
-        self.endpoint = endpoint
+        # Messages quote remote text and links: the one redactor bounds them and masks credentials.
+        self.message = clean_message(message)
+        self.endpoint = clean_message(endpoint) if endpoint else endpoint
         self.code = code
         self.http_status = http_status
         self.outcome = outcome
@@ -134,7 +137,7 @@ class PatsnapError(Exception):
         if self.http_status is not None:
             parts.append(f"HTTP {self.http_status}")
         head = ", ".join(parts) or "PatSnap"
-        return f"{head}: {self.message}"
+        return clean_message(f"{head}: {self.message}")
 
 
 class PatsnapRetryableError(PatsnapError):
@@ -239,6 +242,8 @@ def error_from_envelope(
 ) -> PatsnapError:
     """Exception for a PatSnap envelope carrying ``error_code`` (mapped by code first)."""
     row = classify_code(code)
+    # PatSnap's own words, but remote: bounded, and any credential it echoes is masked.
+    message = remote_text(message) if message else None
     text = message or row.meaning
     if message and row.meaning not in message:
         text = f"{message} ({row.meaning})"

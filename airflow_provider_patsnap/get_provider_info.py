@@ -109,6 +109,24 @@ def get_provider_info() -> dict[str, Any]:
                         # The URL may carry the Redis password.
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
+                    "allow_private_addresses": {
+                        "label": "Allow download links to private addresses",
+                        "description": "Off by default: links from PatSnap to private or link-local IPs are refused",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "max_response_bytes": {
+                        "label": "Largest API answer (bytes)",
+                        "schema": {"type": ["integer", "null"], "default": 16777216},
+                    },
+                    "max_download_bytes": {
+                        "label": "Largest report download (bytes)",
+                        "schema": {"type": ["integer", "null"], "default": 1073741824},
+                    },
+                    "download_timeout": {
+                        "label": "Longest report download (s)",
+                        "description": "One attempt's whole transfer, however slowly bytes arrive",
+                        "schema": {"type": ["number", "null"], "default": 900},
+                    },
                 },
             }
         ],

@@ -8,6 +8,8 @@ from enum import Enum, IntEnum
 from typing import Any, TypedDict
 
 from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapJobFailedError, PatsnapResponseError
+from airflow_provider_patsnap.redaction import remote_text
+from airflow_provider_patsnap.validation import NATIVE_HINT
 from airflow_provider_patsnap.valuation import INDICATORS, flatten
 
 
@@ -64,8 +66,13 @@ FAILED_STATES = frozenset({JobStatus.FAILED})
 TERMINAL_STATES = SUCCESS_STATES | FAILED_STATES
 
 
+#: PatSnap's ids are 64-bit integers (19-20 digits); a little room, no more.
+MAX_JOB_ID_DIGITS = 32
+
+
 def normalize_job_id(value: Any, parameter: str = "job_id") -> str:
-    """Job id as an exact digit string (ints keep every digit; floats would not, so they are refused)."""
+    """Job id as an exact digit string (ints keep every digit; floats would not, so they are refused;
+    anything but digits is refused)."""
     if isinstance(value, bool) or value is None:
         raise PatsnapInputError(parameter, f"expected a PatSnap job id, got {value!r}")
     if isinstance(value, int):
@@ -78,6 +85,15 @@ def normalize_job_id(value: Any, parameter: str = "job_id") -> str:
     text = str(value).strip()
     if not text:
         raise PatsnapInputError(parameter, "job id is empty; pass the id returned by the create task")
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_JOB_ID_DIGITS:
+        # The one gate for R001/R002 job ids, from PatSnap or a DAG: they become query values and file
+        # names, so nothing but a digit string passes.
+        hint = f"; {NATIVE_HINT}" if text == "None" else ""
+        raise PatsnapInputError(
+            parameter,
+            f"'{remote_text(text, 40)}' is not a PatSnap report job id (R001/R002 ids are strings of at most "
+            f"{MAX_JOB_ID_DIGITS} digits){hint}",
+        )
     return text
 
 
@@ -118,9 +134,9 @@ class ReportJob:
             job_id=job_id,
             report_kind=report_kind,
             status=status,
-            queue_num=int(queue) if isinstance(queue, (int, str)) and str(queue).isdigit() else None,
+            queue_num=_queue_position(queue),
             download_url=url if isinstance(url, str) else None,
-            abnormal_cause=(str(data["abnormal_cause"]) if data.get("abnormal_cause") else None),
+            abnormal_cause=remote_text(data["abnormal_cause"]) if data.get("abnormal_cause") else None,
         )
 
     @property
@@ -156,6 +172,14 @@ class ReportJob:
     def describe(self) -> str:
         queue = f", queue position {self.queue_num}" if self.queue_num else ""
         return f"{self.report_kind.code} job {self.job_id}: {self.status.name.lower()}{queue}"
+
+
+def _queue_position(value: Any) -> int | None:
+    """``queue_num`` when it is a plausible position (ASCII digits, at most 9 of them), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    text = str(value).strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
 class LegalIndicatorRecord(TypedDict):

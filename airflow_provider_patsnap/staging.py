@@ -1,26 +1,38 @@
 """Writing a file so that it appears whole or not at all, survives killed workers and never clobbers.
 
-A staging file has a name derived from what it is for (the final path and a key such as the job
-id), so the next attempt of a killed download finds and reuses its predecessor's leftover instead
-of leaving it behind. An exclusive ``flock`` tells a live writer from a dead one's leftover: the
-kernel drops the lock when its process dies.
+The guarantee: a reader of the destination sees either nothing (or what was there before) or the
+complete, verified, fsynced file; a published file is never truncated, replaced or deleted by a
+later attempt unless ``overwrite`` says so.
 
-* Local targets stage in the target's own folder as ``.<name>.patsnap-<key>.part`` (hidden, same
-  file system) and are published with a hard link, which fails if the name exists: no clobbering
-  under a race. ``overwrite`` publishes with an atomic rename instead.
-* Object stores have no atomic rename and no portable "create if absent"; the file is staged in a
-  local spool folder, verified, then uploaded once. The existence check just before the upload is
-  the best the stores offer portably (a race inside that window is not detected).
+A staging file's name is derived from what it is for (the final path and a key such as the job
+id): ``.patsnap-<32 hex>.part``, hidden, fixed in length, and a name no sanitised file name can
+take (those never start with a dot). The next attempt of a killed write finds its predecessor's
+leftover, and an exclusive ``flock`` tells a live writer from a dead one (the kernel drops the lock
+when its process dies). A dead leftover is *unlinked*, never truncated: it may be a second name of
+the published report (a worker killed between linking and unlinking).
+
+* Local targets stage in the target's own folder (same file system), fsync, and publish with a hard
+  link, which fails if the name exists: no clobbering under a race. Without hard links (some FUSE
+  and SMB mounts) a rename that refuses to replace (``renameat2``) does the same; where even that
+  is missing, an existence check and a rename. ``overwrite`` publishes with an atomic rename. The
+  folder is fsynced after publishing.
+* Object stores have no rename and no portable "create if absent"; the file is staged in a local
+  spool folder, verified, then uploaded once (an object appears whole). The existence check just
+  before the upload is the best the stores offer portably.
+* Other remote file systems (sftp, webhdfs, smb, ftp...) get the file under a temporary name in the
+  target folder, then a move: a killed upload leaves only the temporary name, which the retry
+  replaces and removes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
 import os
-import shutil
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,11 +43,14 @@ from airflow_provider_patsnap.storage import is_local, user_uri
 
 #: Object stores need no parent "folders"; mkdir there would create a missing bucket (a typo'd
 #: bucket name must fail, not silently get a new bucket with default settings).
-_OBJECT_STORES = ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs")
+OBJECT_STORES = ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs", "oss", "cos")
 PART_MARK = ".patsnap-"
+#: Staging names: this version's, and 0.2's ``.<name>.patsnap-<16 hex>.part`` (swept when dead).
+_STAGING_NAME = re.compile(r"\.patsnap-[0-9a-f]{32}\.part|\..+\.patsnap-[0-9a-f]{16}\.part")
 #: Unlocked leftovers older than this are a dead attempt's, whatever their key: swept.
 STALE_AFTER = 3600.0
 _WRITE_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS)
 
 
 def spool_dir() -> str:
@@ -45,93 +60,187 @@ def spool_dir() -> str:
     return path
 
 
+def _staging_name(final: Any, key: str) -> str:
+    digest = hashlib.sha256(f"{user_uri(final)}\0{key}".encode()).hexdigest()[:32]
+    return f"{PART_MARK}{digest}.part"
+
+
 def staging_path(final: Any, key: str) -> str:
-    """The staging file for ``final`` and ``key`` (the same for every attempt)."""
-    digest = hashlib.sha256(f"{user_uri(final)}\0{key}".encode()).hexdigest()[:16]
+    """The local staging file for ``final`` and ``key`` (the same for every attempt)."""
     if is_local(final):
-        target = os.path.abspath(final.path)
-        return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}{PART_MARK}{digest}.part")
-    return os.path.join(spool_dir(), f"upload{PART_MARK}{digest}.part")
+        return os.path.join(os.path.dirname(os.path.abspath(final.path)), _staging_name(final, key))
+    return os.path.join(spool_dir(), _staging_name(final, key))
 
 
 @contextlib.contextmanager
 def staged_file(final: Any, key: str) -> Iterator[tuple[IO[bytes], str]]:
-    """An exclusively locked, empty staging file for ``final``; removed on exit (published or not)."""
+    """An exclusively created and locked, empty staging file for ``final``; removed on exit."""
     path = staging_path(final, key)
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
         sweep_leftovers(folder)
-        handle = open(path, "a+b")  # noqa: SIM115 - closed below, after the lock is released
+        fd = _create_locked(path)
     except _WRITE_ERRORS as exc:
         raise _destination_error(final, exc) from None
+    handle = os.fdopen(fd, "w+b")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()  # the file is a live writer's: not ours to remove
-        raise PatsnapDownloadError(
-            f"another live attempt is writing {user_uri(final)} right now; retrying later"
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()  # a killed predecessor's bytes, if any
         yield handle, path
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            if _same_file(path, handle.fileno()):
+                os.unlink(path)
         handle.close()
 
 
+def _create_locked(path: str) -> int:
+    """A new file at ``path`` (``O_EXCL``), locked; a dead predecessor's leftover is unlinked first."""
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            if not _unlink_if_dead(path):
+                raise _live_writer(path) from None
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _live_writer(path) from None
+        if _same_file(path, fd):  # not unlinked by a racing attempt between our create and our lock
+            return fd
+        os.close(fd)
+    raise _live_writer(path)
+
+
+def _unlink_if_dead(path: str) -> bool:
+    """Unlink ``path`` unless a live process holds it (then False): a killed attempt's leftover."""
+    try:
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # Unlink, never truncate: the leftover may be a second link to the published report.
+        with contextlib.suppress(FileNotFoundError):
+            if _same_file(path, probe):
+                os.unlink(path)
+        return True
+    finally:
+        os.close(probe)
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        here, ours = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _live_writer(path: str) -> PatsnapDownloadError:
+    return PatsnapDownloadError(f"another live attempt is writing {os.path.dirname(path)} right now; retrying later")
+
+
 def sweep_leftovers(folder: str, now: float | None = None) -> list[str]:
-    """Delete staging files in ``folder`` that no live process holds and that are old enough to be dead."""
+    """Unlink staging files in ``folder`` that no live process holds and that are old enough to be dead."""
     now = time.time() if now is None else now
     swept = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
         for entry in os.scandir(folder):
-            if PART_MARK not in entry.name or not entry.name.endswith(".part"):
+            if not _STAGING_NAME.fullmatch(entry.name):
                 continue
             with contextlib.suppress(OSError):
                 if now - entry.stat().st_mtime < STALE_AFTER:
                     continue
-                with open(entry.path, "rb") as probe:
-                    fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if held
-                    os.unlink(entry.path)
+                if _unlink_if_dead(entry.path):
                     swept.append(entry.name)
     return swept
 
 
 def publish(final: Any, local_path: str, *, overwrite: bool) -> None:
     """Put the verified staging file at ``final``. Raises ``FileExistsError`` if ``final`` exists
-    and ``overwrite`` is False (atomically so on local disks)."""
+    and ``overwrite`` is False (atomically so on local disks with hard links or ``renameat2``)."""
     try:
         if is_local(final):
-            target = os.path.abspath(final.path)
-            if overwrite:
-                os.replace(local_path, target)
-            else:
-                _link_no_clobber(local_path, target)
-            return
-        if not overwrite and final.exists():
-            raise FileExistsError(errno.EEXIST, "exists", user_uri(final))
-        if final.protocol not in _OBJECT_STORES:
-            with contextlib.suppress(Exception):
-                final.parent.mkdir(parents=True, exist_ok=True)
-        final.fs.put_file(local_path, final.path)
+            _publish_local(local_path, os.path.abspath(final.path), overwrite)
+        elif final.protocol in OBJECT_STORES:
+            if not overwrite and final.exists():
+                raise FileExistsError(errno.EEXIST, "exists", user_uri(final))
+            final.fs.put_file(local_path, final.path)
+        else:
+            _publish_by_move(final, local_path, overwrite)
     except FileExistsError:
         raise
     except _WRITE_ERRORS as exc:
         raise _destination_error(final, exc) from None
 
 
-def _link_no_clobber(source: str, target: str) -> None:
+def _publish_local(source: str, target: str, overwrite: bool) -> None:
+    _fsync_path(source)
+    if overwrite:
+        os.replace(source, target)
+    else:
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            _rename_no_replace(source, target)
+    _fsync_path(os.path.dirname(target))
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.link(source, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a folder; the data itself was synced
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
             raise
-        # No hard links here (some FUSE and SMB mounts): exclusive create, then copy in.
-        with open(target, "xb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 1024 * 1024)
+    finally:
+        os.close(fd)
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _rename_no_replace(source: str, target: str) -> None:
+    """Rename that fails if ``target`` exists: ``renameat2(RENAME_NOREPLACE)`` where the kernel and file
+    system have it, else an existence check then a rename (a race in between is not detected)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, "exists", target)
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), target)
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "exists", target)
+    os.rename(source, target)
+
+
+def _publish_by_move(final: Any, local_path: str, overwrite: bool) -> None:
+    """Upload beside ``final`` under a temporary name, then move it into place."""
+    if not overwrite and final.exists():
+        raise FileExistsError(errno.EEXIST, "exists", user_uri(final))
+    with contextlib.suppress(Exception):
+        final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.parent / os.path.basename(local_path)
+    final.fs.put_file(local_path, temporary.path)
+    try:
+        if not overwrite and final.exists():
+            raise FileExistsError(errno.EEXIST, "exists", user_uri(final))
+        final.fs.mv(temporary.path, final.path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            final.fs.rm(temporary.path)
+        raise
 
 
 def sha256_of(path: Any, chunk: int = 1024 * 1024) -> tuple[int, str]:
@@ -145,15 +254,29 @@ def sha256_of(path: Any, chunk: int = 1024 * 1024) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def write_lines_atomically(final: Any, lines: Iterator[bytes], *, key: str = "lines") -> int:
-    """Write byte lines to ``final`` (replacing it) via a staging file; return the byte count."""
+def write_lines_atomically(final: Any, lines: Iterator[bytes], *, key: str = "lines", overwrite: bool = True) -> int:
+    """Write byte lines to ``final`` via a staging file; return the byte count.
+
+    Without ``overwrite``, an existing ``final`` with the same bytes is success (a retry after the
+    publish) and one with other bytes is a ``PatsnapDestinationError`` naming it.
+    """
     size = 0
+    digest = hashlib.sha256()
     with staged_file(final, key) as (handle, path):
         for line in lines:
             handle.write(line)
+            digest.update(line)
             size += len(line)
         handle.flush()
-        publish(final, path, overwrite=True)
+        try:
+            publish(final, path, overwrite=overwrite)
+        except FileExistsError:
+            existing = sha256_of(final)
+            if existing != (size, digest.hexdigest()):
+                raise PatsnapDestinationError(
+                    f"{user_uri(final)} already exists with other content ({existing[0]} bytes, sha256 "
+                    f"{existing[1]}); set overwrite=True to replace it, or write to another destination"
+                ) from None
     return size
 
 

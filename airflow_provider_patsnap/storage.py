@@ -10,25 +10,47 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.validation import rendered_text
 from airflow_provider_patsnap.version_compat import object_storage_path
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
+#: fsspec protocols that read but cannot publish a file.
+_READ_ONLY_PROTOCOLS = frozenset({"http", "https", "zip", "tar", "github", "git", "libarchive", "reference"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\- ()\u00a0-\uffff]+")
+#: Unicode categories that are never part of a file name: controls, format characters (bidi
+#: overrides and isolates, zero-width joiners and spaces), line/paragraph separators, surrogates,
+#: private-use and unassigned code points.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+#: Device names Windows (and SMB shares) reserve whatever the extension: ``CON``, ``nul.pdf``, ``COM1.pdf``.
+_RESERVED_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"}
+    | {f"{dev}{n}" for dev in ("COM", "LPT") for n in (*"0123456789", "\u00b9", "\u00b2", "\u00b3")}
+)
+#: File systems count bytes, not characters.
+MAX_NAME_BYTES = 255
 
 
 def sanitize_filename(name: str | None, fallback: str) -> str:
-    """A safe single path segment: no directories, no traversal, no control characters."""
+    """The one gate for file names, whatever their source (a link, a header, a job id): one safe path
+    segment. NFC; no directories or traversal; no control, format, separator or bidi characters; no
+    leading dot (so never hidden, and never a staging file's name); no trailing dots or spaces; no
+    reserved device names; at most 255 bytes of UTF-8, keeping the extension. ``fallback`` (itself
+    sanitised) is used when nothing usable is left."""
     text = unicodedata.normalize("NFC", name or "")
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
     text = text.replace("\\", "/").split("/")[-1]  # keep the last segment only
-    text = _UNSAFE.sub("_", text).strip(" .")
-    text = re.sub(r"_+", "_", text)
-    if not text or text in (".", ".."):
-        text = fallback
-    return _fit_bytes(text, 200)  # bytes: the staging name ".<name>.patsnap-<16 hex>.part" must fit in 255
+    text = _UNSAFE.sub("_", text)
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"_+", "_", text).strip(" .").lstrip(". ")
+    if not text:
+        return sanitize_filename(fallback, "report") if fallback != "report" else "report"
+    if text.split(".", 1)[0].rstrip(" ").upper() in _RESERVED_NAMES:
+        text = f"_{text}"
+    return _fit_bytes(text, MAX_NAME_BYTES)
 
 
 def _fit_bytes(text: str, limit: int) -> str:
-    """Shorten to ``limit`` UTF-8 bytes, keeping the extension (file systems count bytes, not characters)."""
+    """Shorten to ``limit`` UTF-8 bytes, keeping the extension."""
     if len(text.encode("utf-8")) <= limit:
         return text
     stem, dot, ext = text.rpartition(".")
@@ -76,6 +98,12 @@ class Destination:
         text = str(destination).strip() if destination is not None else ""
         if not text:
             raise PatsnapInputError("destination", "give a file path or URI, or a folder ending with '/'")
+        rendered_text("destination", text)
+        protocol = text.split("://", 1)[0].lower() if "://" in text else ""
+        if protocol in _READ_ONLY_PROTOCOLS:
+            raise PatsnapInputError(
+                "destination", f"{protocol}:// cannot be written; archive to a path, file://, s3://, gs:// or similar"
+            )
         parsed = cls(raw=text, conn_id=conn_id or None, is_folder=text.endswith("/"))
         try:
             parsed.resolve("probe").fs  # noqa: B018 - resolves the scheme's filesystem, no I/O
@@ -90,7 +118,7 @@ class Destination:
             raw = os.path.abspath(os.path.expanduser(raw)) + ("/" if self.is_folder else "")
         base = object_storage_path(raw, conn_id=self.conn_id)
         if self.is_folder:
-            return base / filename
+            return base / sanitize_filename(filename, "report")
         if base.is_dir():
             raise PatsnapInputError("destination", f"{self.raw!r} is an existing folder; end it with '/'")
         return base

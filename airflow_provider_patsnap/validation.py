@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from airflow_provider_patsnap.errors import PatsnapInputError
 
 REPORT_TYPES = ("pdf", "word")
+_LIST_PUNCTUATION = "[]()'\"{}"
 MAX_BATCH = 100
 
 # GB 32100-2015 unified social credit code: 31-symbol alphabet (no I, O, Z, S, V) and weights.
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+#: What to do about a template that rendered to text instead of the value it was meant to give.
+NATIVE_HINT = (
+    "if the value comes from a template, render native Python objects with "
+    "DAG(..., render_template_as_native_obj=True), or make the template produce the value itself"
+)
+#: ``['CN1', 'US2']``, ``("a",)``, ``[1, 2]``, ``[]``: a Python sequence's repr (a company name in
+#: parentheses is not one).
+_LIST_TEXT = re.compile(r"^\s*[\[(]\s*(?:(['\"]).*\1|[-+\d.,\s]*)\s*,?\s*[\])]\s*$", re.DOTALL)
+
+
+def rendered_text(parameter: str, text: str) -> str:
+    """The gate for text that may come from a Jinja template: refuse what only a template gone wrong
+    produces (Airflow renders to strings by default), before it can be sent and billed.
+
+    ``"None"`` is what ``{{ params.x }}`` renders when ``x`` is None; ``"['CN1', 'US2']"`` is a list
+    rendered as text (split on commas it would be billed as ``['CN1'`` and ``'US2']``).
+    """
+    stripped = text.strip()
+    if stripped == "None":
+        raise PatsnapInputError(
+            parameter,
+            f"is the text 'None' (a template that rendered None?); nothing was sent to PatSnap; {NATIVE_HINT}",
+        )
+    if _LIST_TEXT.match(stripped):
+        raise PatsnapInputError(
+            parameter,
+            f"{stripped[:60]!r} looks like a Python list or tuple rendered as text; nothing was sent to PatSnap; "
+            f"{NATIVE_HINT} (a comma-separated string also works)",
+        )
+    return text
 
 
 def report_type(value: Any) -> str:
@@ -28,7 +62,7 @@ def optional_text(parameter: str, value: Any) -> str | None:
         return None
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise PatsnapInputError(parameter, f"must be a string, got {type(value).__name__}")
-    text = str(value).strip()
+    text = rendered_text(parameter, str(value)).strip()
     return text or None
 
 
@@ -86,7 +120,7 @@ def patent_list(parameter: str, values: Any) -> list[str]:
         return []
     if isinstance(values, str):
         # A single comma-separated string is a common way to pass a list through templating.
-        values = values.split(",")
+        values = rendered_text(parameter, values).split(",")
     if not isinstance(values, Iterable) or isinstance(values, (bytes, bytearray, dict)):
         raise PatsnapInputError(parameter, f"must be a list of strings, got {type(values).__name__}")
     out: list[str] = []
@@ -96,9 +130,15 @@ def patent_list(parameter: str, values: Any) -> list[str]:
             raise PatsnapInputError(parameter, f"item {index} is empty; remove blank entries")
         if not isinstance(raw, (str, int)) or isinstance(raw, bool):
             raise PatsnapInputError(parameter, f"item {index} must be a string, got {type(raw).__name__}")
-        text = str(raw).strip()
+        text = rendered_text(f"{parameter}[{index}]", str(raw)).strip()
         if "," in text:
             raise PatsnapInputError(parameter, f"item {index} ({text!r}) contains a comma; pass one id per item")
+        if any(ch in text for ch in _LIST_PUNCTUATION):
+            raise PatsnapInputError(
+                parameter,
+                f"item {index} ({text[:60]!r}) contains quotes or brackets, which no patent number or id has; "
+                f"nothing was sent to PatSnap; {NATIVE_HINT}",
+            )
         key = text.upper()
         if key not in seen:
             seen.add(key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_patsnap.errors import PatsnapInputError
-from airflow_provider_patsnap.validation import batches
+from airflow_provider_patsnap.validation import batches, rendered_text
 
 INT, FLOAT, TEXT, BOOL, TEXTS = "int", "float", "str", "bool", "list[str]"
 
@@ -146,7 +146,7 @@ def indicator(value: Any, parameter: str = "indicators") -> Indicator:
 def indicators(values: Any, parameter: str = "indicators") -> list[Indicator]:
     """Validated, de-duplicated indicators in the order given (a string is one name or a comma list)."""
     if isinstance(values, str):
-        values = [v for v in values.split(",") if v.strip()]
+        values = [v for v in rendered_text(parameter, values).split(",") if v.strip()]
     if not isinstance(values, Iterable) or isinstance(values, Mapping):
         raise PatsnapInputError(parameter, f"must be a list of indicator names, got {type(values).__name__}")
     out: list[Indicator] = []

@@ -67,6 +67,8 @@ with DAG(
         patent_numbers=load_portfolio(),
         destination=LAKE_URI + "/patsnap/legal_indicators/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,
+        # A re-run of the day rewrites its partition (outputs are kept unless told otherwise).
+        overwrite=True,
         outlets=[LEGAL_INDICATORS],
     )
 

@@ -63,5 +63,7 @@ with DAG(
         indicators=INDICATORS,
         destination=LAKE_URI + "/patsnap/portfolio_valuation/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,
+        # A re-run of the day rewrites its partition (outputs are kept unless told otherwise).
+        overwrite=True,
         outlets=[PORTFOLIO_VALUATION],
     )

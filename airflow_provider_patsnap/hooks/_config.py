@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +18,12 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_QPS = 2.0
 DEFAULT_CONCURRENCY = 4
+#: PatSnap's JSON answers are kilobytes; anything past this is refused unread (extra ``max_response_bytes``).
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: Reports are megabytes; a download past this is refused (extra ``max_download_bytes``).
+DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+#: One download attempt may take at most this long, however slowly bytes trickle in (extra ``download_timeout``).
+DEFAULT_DOWNLOAD_TIMEOUT = 900.0
 #: Every connection extra the provider reads (``scheme`` only matters for URI-form connections).
 EXTRAS = (
     "api_key",
@@ -27,6 +35,10 @@ EXTRAS = (
     "retry_wait_min",
     "retry_wait_max",
     "rate_limit_url",
+    "allow_private_addresses",
+    "max_response_bytes",
+    "max_download_bytes",
+    "download_timeout",
     "scheme",
 )
 
@@ -48,6 +60,11 @@ class PatsnapConfig:
     retry_wait_max: float = 60.0
     #: redis:// URL of a budget every process of the deployment shares (then ``qps`` is the account's).
     rate_limit_url: str | None = field(default=None, repr=False)
+    #: Links from PatSnap may point at private, link-local or other internal IP literals.
+    allow_private_addresses: bool = False
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
 
     @property
     def uses_oauth(self) -> bool:
@@ -74,7 +91,10 @@ def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str
         if _is_bare_ipv6(raw):
             raw = f"[{raw}]"
         raw = f"{(scheme or 'https').strip().lower()}://{raw}"
-    refusal = url_refusal(raw)
+    # Credentials belong in login/password, never in the URL (nor in this function's messages).
+    raw = re.sub(r"^([^/]*//)[^/@?#]*@", r"\1", raw)
+    # The administrator chose this host, so internal addresses (a gateway, a proxy) are fine.
+    refusal = url_refusal(raw, allow_private=True)
     if refusal:
         raise PatsnapInputError("host", f"{raw!r}: {refusal}; use e.g. {DEFAULT_HOST}")
     parts = urlsplit(raw)
@@ -106,6 +126,13 @@ def _number(extra: dict[str, Any], name: str, default: float | None, cast: type 
         raise PatsnapInputError(f"extra.{name}", f"must be a number, got {value!r}") from None
     if number < 0:
         raise PatsnapInputError(f"extra.{name}", f"must not be negative, got {value!r}")
+    return number
+
+
+def _positive(extra: dict[str, Any], name: str, default: float, cast: type = float) -> Any:
+    number = _number(extra, name, default, cast)
+    if not number or not math.isfinite(number):
+        raise PatsnapInputError(f"extra.{name}", f"must be a positive number, got {extra.get(name)!r}")
     return number
 
 
@@ -142,4 +169,8 @@ def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -
         retry_wait_min=_number(extra, "retry_wait_min", 1.0),
         retry_wait_max=_number(extra, "retry_wait_max", 60.0),
         rate_limit_url=str(extra.get("rate_limit_url") or "").strip() or None,
+        allow_private_addresses=_flag(extra.get("allow_private_addresses", False)),
+        max_response_bytes=_positive(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, int),
+        max_download_bytes=_positive(extra, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, int),
+        download_timeout=_positive(extra, "download_timeout", DEFAULT_DOWNLOAD_TIMEOUT),
     )

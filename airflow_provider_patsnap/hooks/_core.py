@@ -25,12 +25,14 @@ from airflow_provider_patsnap.errors import (
     credentials_refused,
     error_from_transport,
 )
+from airflow_provider_patsnap.hooks._body import BodyError, decode_content, refuse
 from airflow_provider_patsnap.hooks._config import PatsnapConfig
 from airflow_provider_patsnap.hooks._envelope import parse_envelope, parse_token_response
 from airflow_provider_patsnap.hooks._ratelimit import Priority, RateLimiter, limiter_for
 from airflow_provider_patsnap.hooks._retry import retry_policy
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE, Token, TokenCache
-from airflow_provider_patsnap.hooks._urls import url_refusal
+from airflow_provider_patsnap.hooks._urls import safe_link, url_refusal
+from airflow_provider_patsnap.redaction import register_secret
 
 TOKEN_PATH = "/oauth/token"
 T = TypeVar("T")
@@ -52,11 +54,19 @@ class Request:
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    #: The driver reads at most this many bytes of the (undecoded) body; more is reported as ``oversize``.
+    max_body: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        refusal = url_refusal(self.url)
+        # The API host is the administrator's choice (it may be an internal gateway): private addresses pass.
+        refusal = url_refusal(self.url, allow_private=True)
         if refusal:
-            raise ValueError(f"refusing to request {self.url.split('?')[0]}: {refusal}")
+            raise ValueError(f"refusing to request {safe_link(self.url)}: {refusal}")
+
+    @property
+    def deadline(self) -> float:
+        """Longest the whole exchange may take, however slowly an answer trickles in."""
+        return self.connect_timeout + 3 * self.read_timeout
 
     def send_kwargs(self) -> dict[str, Any]:
         """What both HTTP libraries take alike (each adds its own timeout)."""
@@ -71,9 +81,26 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """An answer as received: ``content`` is the raw body (no ``Content-Encoding`` undone), at most the
+    request's ``max_body`` bytes; ``oversize`` says there was more."""
+
     status: int
     headers: Mapping[str, str]
     content: bytes
+    oversize: bool = False
+
+    def body(self, endpoint: str, limit: int, *, call_sent: bool = True) -> bytes:
+        """The decoded body, through the body gate (at most ``limit`` bytes, decoded or not). An error
+        answer's unusable body is dropped (its status still speaks); a success's raises the
+        provider's error naming the endpoint."""
+        try:
+            if self.oversize:
+                raise BodyError(f"the answer is larger than {limit} bytes (connection extra max_response_bytes)")
+            return decode_content(self.content, self.headers.get("Content-Encoding"), limit)
+        except BodyError as exc:
+            if 200 <= self.status < 300:
+                raise refuse(endpoint, self.status, str(exc), call_sent=call_sent) from None
+            return b""
 
 
 @dataclass(frozen=True)
@@ -157,7 +184,12 @@ class CallCore:
     def _request(self, method: str, path: str, **kwargs: Any) -> Request:
         timeout = self.config.timeout
         return Request(
-            method, self.config.base_url + path, connect_timeout=min(10.0, timeout), read_timeout=timeout, **kwargs
+            method,
+            self.config.base_url + path,
+            connect_timeout=min(10.0, timeout),
+            read_timeout=timeout,
+            max_body=self.config.max_response_bytes,
+            **kwargs,
         )
 
     def call(
@@ -197,7 +229,10 @@ class CallCore:
                 raise error_from_transport(endpoint=endpoint, name=reply.name, connected=reply.connected)
             try:
                 data = parse_envelope(
-                    endpoint=endpoint, http_status=reply.status, headers=reply.headers, content=reply.content
+                    endpoint=endpoint,
+                    http_status=reply.status,
+                    headers=reply.headers,
+                    content=reply.body(endpoint, self.config.max_response_bytes),
                 )
             except PatsnapRateLimitError:
                 self.limiter.on_rejected()  # the whole process slows down, not just this call
@@ -248,8 +283,12 @@ class CallCore:
         if isinstance(reply, TransportFailure):
             raise error_from_transport(endpoint=endpoint, name=reply.name, connected=reply.connected, call_sent=False)
         value, expires_in = parse_token_response(
-            endpoint=endpoint, http_status=reply.status, headers=reply.headers, content=reply.content
+            endpoint=endpoint,
+            http_status=reply.status,
+            headers=reply.headers,
+            content=reply.body(endpoint, self.config.max_response_bytes, call_sent=False),
         )
+        register_secret(value)  # from now on, a server echoing it in an error message is masked
         yield MaskSecret(value)
         self.log.info("Fetched a PatSnap access token for client %s (valid %.0f s).", config.client_id, expires_in)
         return Token(value=value, expires_at=time.monotonic() + expires_in, lifetime=expires_in)

@@ -10,12 +10,14 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 import zipfile
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
+from urllib3.exceptions import HTTPError
 
 from airflow_provider_patsnap.errors import (
     PatsnapDownloadError,
@@ -26,10 +28,13 @@ from airflow_provider_patsnap.errors import (
 from airflow_provider_patsnap.hooks._drivers import new_session
 from airflow_provider_patsnap.hooks._urls import safe_link, url_refusal
 from airflow_provider_patsnap.models import ReportJob
+from airflow_provider_patsnap.redaction import remote_text
 from airflow_provider_patsnap.staging import publish, sha256_of, staged_file
 from airflow_provider_patsnap.storage import Destination, filename_from_link, sanitize_filename, user_uri
 
 DOWNLOAD_CHUNK = 1024 * 1024
+#: A PDF's ``%%EOF`` must be in its last kilobyte (PDF 1.7, 7.5.5); a little slack for trailing bytes.
+_TAIL = 2048
 MAX_REDIRECTS = 5
 MEDIA_TYPES = {
     "pdf": "application/pdf",
@@ -38,13 +43,31 @@ MEDIA_TYPES = {
 
 
 class ReportDownloader:
-    """Streams reports from signed links to storage with constant memory; one per hook."""
+    """Streams reports from signed links to storage with constant memory; one per hook.
 
-    def __init__(self, log: logging.Logger | Any, timeout: tuple[float, float]) -> None:
+    Every byte is checked before anything is published: each hop of the link passes the URL gate;
+    the body is never content-decoded (size and sha256 describe what was sent and stored), is at
+    most ``max_bytes`` long and arrives within ``deadline`` seconds; a PDF must end with its
+    ``%%EOF`` trailer and a DOCX must be a whole, readable zip, so a body cut short without a
+    ``Content-Length`` is caught.
+    """
+
+    def __init__(
+        self,
+        log: logging.Logger | Any,
+        timeout: tuple[float, float],
+        *,
+        max_bytes: int = 1024 * 1024 * 1024,
+        deadline: float = 900.0,
+        allow_private: bool = False,
+    ) -> None:
         self.log = log
         self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.allow_private = allow_private
         self.session = new_session()  # no PatSnap auth header: signed CDN links must not see it
-        # Size and sha256 must describe the stored bytes: no transparent decompression.
+        # Size and sha256 must describe the stored bytes: no compression asked for, none undone.
         self.session.headers["Accept-Encoding"] = "identity"
 
     def fetch(
@@ -58,18 +81,22 @@ class ReportDownloader:
                 endpoint=f"GET {kind.status_path}",
             )
         url = job.download_url or ""
+        started = time.monotonic()
         response, url = self._open(url)
         link = safe_link(url)
         endpoint = f"GET {link}"
         with response:
             if response.status_code != 200:
                 raise error_from_download_status(endpoint=endpoint, http_status=response.status_code)
+            self._check_headers(response.headers, endpoint)
             fallback = f"{kind.value}_{job.job_id}"
             filename = sanitize_filename(filename_from_link(url, response.headers.get("Content-Disposition")), fallback)
             final = target.resolve(filename)
             self.log.info("Downloading %s report %s from %s to %s", kind.code, job.job_id, link, user_uri(final))
             with staged_file(final, key=f"{kind.value}:{job.job_id}") as (handle, local_path):
-                size, digest, extension = self._stream(response, handle, local_path, filename, chunk_size, endpoint)
+                size, digest, extension = self._stream(
+                    response, handle, local_path, filename, chunk_size, endpoint, started
+                )
                 result = {
                     "uri": user_uri(final),
                     "filename": filename,
@@ -88,24 +115,55 @@ class ReportDownloader:
         return result
 
     def _open(self, url: str) -> tuple[requests.Response, str]:
-        """GET the link, following redirects by hand so every hop obeys the URL policy."""
+        """GET the link, following redirects by hand so every hop passes the URL gate, judged on the
+        very URL the HTTP client will send."""
         for _ in range(MAX_REDIRECTS + 1):
             link = safe_link(url)
-            refusal = url_refusal(url)
-            if refusal:
+            prepared = None
+            refusal = url_refusal(url, allow_private=self.allow_private)
+            if refusal is None:
+                try:
+                    prepared = self.session.prepare_request(requests.Request("GET", url))
+                except (requests.RequestException, ValueError):
+                    refusal = "it is not a valid URL"
+                else:
+                    refusal = url_refusal(prepared.url or "", allow_private=self.allow_private)
+            if refusal or prepared is None:
                 raise PatsnapDownloadRejectedError(
                     f"refusing the download link ({link}): {refusal}", endpoint=f"GET {link}"
                 )
             try:
-                response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False)
+                response = self.session.send(prepared, stream=True, timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 raise PatsnapDownloadError(f"download failed: {type(exc).__name__}", endpoint=f"GET {link}") from None
             location = response.headers.get("Location")
             if not response.is_redirect or not location:
                 return response, url
             response.close()
-            url = urljoin(url, location)
+            try:
+                url = urljoin(url, location)
+            except ValueError:
+                raise PatsnapDownloadRejectedError(
+                    "refusing the download link's redirect: not a valid URL", endpoint=f"GET {link}"
+                ) from None
         raise PatsnapDownloadError(f"more than {MAX_REDIRECTS} redirects", endpoint=f"GET {safe_link(url)}")
+
+    def _check_headers(self, headers: Mapping[str, str], endpoint: str) -> None:
+        """Refuse what the headers already give away: an encoded body, or one larger than the cap."""
+        encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise PatsnapDownloadRejectedError(
+                f"the download came {remote_text(encoding, 40)}-encoded although none was asked for; the "
+                "provider stores reports exactly as sent and decodes nothing: nothing was stored",
+                endpoint=endpoint,
+            )
+        expected = headers.get("Content-Length")
+        if expected is not None and expected.isascii() and expected.isdigit() and int(expected) > self.max_bytes:
+            raise PatsnapDownloadRejectedError(
+                f"the report would be {expected} bytes, more than the connection's max_download_bytes "
+                f"({self.max_bytes}); nothing was stored",
+                endpoint=endpoint,
+            )
 
     def _accept_existing(self, final: Any, size: int, digest: str, endpoint: str) -> None:
         """A file already at ``final`` is success if it is this report (a retry after the upload);
@@ -122,30 +180,56 @@ class ReportDownloader:
         )
 
     def _stream(
-        self, response: requests.Response, handle: Any, local_path: str, filename: str, chunk_size: int, endpoint: str
+        self,
+        response: requests.Response,
+        handle: Any,
+        local_path: str,
+        filename: str,
+        chunk_size: int,
+        endpoint: str,
+        started: float,
     ) -> tuple[int, str, str]:
         expected = response.headers.get("Content-Length")
         size = 0
         head = b""
+        tail = b""
         digest = hashlib.sha256()
+        deadline = started + self.deadline
         with BackgroundWriter(handle) as writer:
             try:
-                for chunk in response.iter_content(chunk_size=chunk_size):
+                # Raw bytes: a Content-Encoding is refused above, never undone here.
+                for chunk in response.raw.stream(chunk_size, decode_content=False):
                     if len(head) < 8:
                         head += chunk[:8]
+                    tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise PatsnapDownloadRejectedError(
+                            f"the download passed the connection's max_download_bytes ({self.max_bytes}) "
+                            "and was stopped; nothing was stored",
+                            endpoint=endpoint,
+                        )
+                    if time.monotonic() > deadline:
+                        raise PatsnapDownloadError(
+                            f"the download took longer than the connection's download_timeout ({self.deadline:.0f} s) "
+                            f"after {size} bytes",
+                            endpoint=endpoint,
+                        )
                     # Hash the chunk while it is hot in this core's cache; the write (a copy into the
                     # page cache, or a disk) runs meanwhile in the writer thread.
                     digest.update(chunk)
                     writer.write(chunk)
-                    size += len(chunk)
-            except requests.RequestException as exc:
+            except (requests.RequestException, HTTPError, OSError) as exc:
                 raise PatsnapDownloadError(
                     f"download cut short after {size} bytes ({type(exc).__name__})", endpoint=endpoint
                 ) from None
-        if expected is not None and expected.isdigit() and int(expected) != size:
+        length_known = expected is not None and expected.isascii() and expected.isdigit()
+        if length_known and int(expected) != size:  # type: ignore[arg-type]
             raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
         handle.flush()
-        extension = report_type_of(head, local_path, filename, response.headers, endpoint)
+        extension = report_type_of(
+            head, tail, local_path, filename, response.headers, endpoint, length_known=length_known
+        )
         return size, digest.hexdigest(), extension
 
 
@@ -188,20 +272,53 @@ class BackgroundWriter:
             self._thread.join()
 
 
-def report_type_of(head: bytes, local_path: str, filename: str, headers: Mapping[str, str], endpoint: str) -> str:
-    """``pdf`` or ``docx`` when the bytes are one; raise otherwise (HTML error pages, junk)."""
-    if head.startswith(b"%PDF-"):
-        return "pdf"
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(local_path) as archive:
-                if "word/document.xml" in archive.namelist():
-                    return "docx"
-        except zipfile.BadZipFile:
-            pass
-    content_type = headers.get("Content-Type", "unknown")
+def report_type_of(
+    head: bytes,
+    tail: bytes,
+    local_path: str,
+    filename: str,
+    headers: Mapping[str, str],
+    endpoint: str,
+    *,
+    length_known: bool = True,
+) -> str:
+    """``pdf`` or ``docx`` when the bytes are a whole one; raise otherwise.
+
+    A file that starts like a report but is not whole (no ``%%EOF`` in a PDF's last kilobyte, a zip
+    that does not read back) was cut short when nothing said how long it should be (no
+    ``Content-Length``): a transient error, fetched again. With a length that was met, or when it
+    does not even start like a report (an HTML error page, junk), it is not a report: refused.
+    """
+    kind, whole = _sniff(head, tail, local_path)
+    if kind is not None and whole:
+        return kind
+    if kind is not None and not length_known:
+        raise PatsnapDownloadError(
+            f"the {kind.upper()} is not whole (no %%EOF trailer, or not a readable zip) and no Content-Length "
+            "was sent: cut short; nothing was stored",
+            endpoint=endpoint,
+        )
+    content_type = remote_text(headers.get("Content-Type", "unknown"), 80)
+    broken = " (it starts like one but is not whole)" if kind else ""
     raise PatsnapDownloadRejectedError(
-        f"downloaded {filename!r} is not a PDF or DOCX report (Content-Type {content_type}, "
+        f"downloaded {filename!r} is not a PDF or DOCX report{broken} (Content-Type {content_type}, "
         f"starts with {head[:8]!r}); nothing was stored",
         endpoint=endpoint,
     )
+
+
+def _sniff(head: bytes, tail: bytes, local_path: str) -> tuple[str | None, bool]:
+    """What the bytes start like, and whether they are a whole one of it."""
+    if head.startswith(b"%PDF-"):
+        return "pdf", b"%%EOF" in tail[-_TAIL:]
+    if not head.startswith(b"PK\x03\x04"):
+        return None, False
+    try:
+        with zipfile.ZipFile(local_path) as archive:
+            names = archive.namelist()
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
+        return "docx", False
+    if broken is not None:
+        return "docx", False
+    return ("docx", True) if "word/document.xml" in names else (None, False)  # a whole zip, not a document

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from contextlib import closing
 from typing import Any
 
 import httpx
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
 from airflow_provider_patsnap.errors import PatsnapError
 from airflow_provider_patsnap.hooks import _retry
@@ -45,19 +46,43 @@ USER_AGENT = "airflow-provider-patsnap"
 # ------------------------------------------------------------------------------------ requests
 
 
+#: Only what ``_body`` can undo under its cap (requests and httpx would offer brotli and zstd too).
+ACCEPT_ENCODING = "gzip, deflate"
+_READ_CHUNK = 64 * 1024
+
+
 def new_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept-Encoding"] = ACCEPT_ENCODING
     return session
 
 
+class _Deadline(Exception):
+    pass
+
+
+def _read_capped(chunks: Any, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of ``chunks``, and whether there were more; ``_Deadline`` past ``deadline``."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), True
+        if time.monotonic() > deadline:
+            raise _Deadline
+    return bytes(body), False
+
+
 def _requests_send(session: requests.Session, request: Request) -> Response | TransportFailure:
+    deadline = time.monotonic() + request.deadline
     try:
         answer = session.request(
             request.method,
             request.url,
             timeout=(request.connect_timeout, request.read_timeout),
             allow_redirects=False,
+            stream=True,  # the body is read below: raw, capped and within the deadline
             **request.send_kwargs(),
         )
     except requests.RequestException as exc:
@@ -68,7 +93,17 @@ def _requests_send(session: requests.Session, request: Request) -> Response | Tr
             reason, (NewConnectionError, ConnectTimeoutError)
         )
         return TransportFailure(name=type(exc).__name__, connected=not unconnected)
-    return Response(answer.status_code, answer.headers, answer.content)
+    with answer:
+        try:
+            # Undecoded: a compressed answer is inflated by the body gate, under the same cap.
+            content, oversize = _read_capped(
+                answer.raw.stream(_READ_CHUNK, decode_content=False), request.max_body, deadline
+            )
+        except _Deadline:
+            return TransportFailure(name="AnswerDeadlineExceeded", connected=True)
+        except (HTTPError, OSError, requests.RequestException) as exc:
+            return TransportFailure(name=type(exc).__name__, connected=True)
+    return Response(answer.status_code, answer.headers, content, oversize)
 
 
 class Stopped(Exception):
@@ -129,7 +164,7 @@ def shared_async_client() -> httpx.AsyncClient:
     client = _CLIENTS.get(loop)
     if client is None or client.is_closed:
         client = _CLIENTS[loop] = httpx.AsyncClient(
-            limits=_POOL, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+            limits=_POOL, follow_redirects=False, headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
         )
     return client
 
@@ -153,15 +188,30 @@ async def _httpx_send(request: Request) -> Response | TransportFailure:
     except asyncio.TimeoutError:
         return TransportFailure(name="PoolTimeout", connected=False)
     try:
-        answer = await shared_async_client().request(
-            request.method, request.url, timeout=timeout, **request.send_kwargs()
-        )
+        return await asyncio.wait_for(_httpx_exchange(request, timeout), request.deadline)
+    except asyncio.TimeoutError:
+        return TransportFailure(name="AnswerDeadlineExceeded", connected=True)
     except httpx.HTTPError as exc:
         unconnected = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         return TransportFailure(name=type(exc).__name__, connected=not unconnected)
     finally:
         gate.release()
-    return Response(answer.status_code, answer.headers, answer.content)
+
+
+async def _httpx_exchange(request: Request, timeout: httpx.Timeout) -> Response:
+    client = shared_async_client()
+    async with client.stream(request.method, request.url, timeout=timeout, **request.send_kwargs()) as answer:
+        if answer.is_stream_consumed:  # an in-memory answer (a mock transport): httpx already decoded it
+            headers = answer.headers.copy()
+            headers.pop("Content-Encoding", None)
+            content = answer.content
+            return Response(answer.status_code, headers, content[: request.max_body], len(content) > request.max_body)
+        body = bytearray()
+        async for chunk in answer.aiter_raw():  # undecoded, as in the blocking driver
+            body += chunk
+            if len(body) > request.max_body:
+                return Response(answer.status_code, answer.headers, bytes(body[: request.max_body]), True)
+    return Response(answer.status_code, answer.headers, bytes(body))
 
 
 async def arun(steps: Steps[T]) -> T:

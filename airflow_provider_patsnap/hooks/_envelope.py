@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import math
+import re
 import time
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from airflow_provider_patsnap.errors import (
@@ -21,11 +20,16 @@ from airflow_provider_patsnap.errors import (
     error_from_http_status,
     error_from_unreadable_answer,
 )
+from airflow_provider_patsnap.hooks._body import BodyError, loads_exact, refuse
+
+__all__ = ["loads_exact", "parse_envelope", "parse_retry_after", "parse_token_response"]
 
 _NOT_JSON = object()
 #: PatSnap documents 30-minute tokens; used when the token answer's lifetime is missing or absurd.
 DEFAULT_TOKEN_LIFETIME = 1800.0
 MAX_TOKEN_LIFETIME = 24 * 3600.0
+MAX_TOKEN_LENGTH = 4096
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 #: Longest Retry-After the hook will honour; beyond it, the normal backoff cap applies.
 MAX_RETRY_AFTER = 300.0
 
@@ -48,11 +52,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def loads_exact(raw: bytes | str) -> Any:
-    """JSON with integers kept exact and decimals as ``Decimal``: nothing passes through a float."""
-    return json.loads(raw, parse_float=Decimal)
-
-
 def _describe_body(content_type: str, size: int) -> str:
     if "html" in content_type.lower():
         kind = "an HTML page"
@@ -70,16 +69,20 @@ def parse_envelope(
     """
     retry_after = parse_retry_after(headers.get("Retry-After"))
     content_type = headers.get("Content-Type", "")
+    ok = 200 <= http_status < 300
     try:
         payload = loads_exact(content) if content else _NOT_JSON
+    except BodyError as exc:
+        if ok:
+            raise refuse(endpoint, http_status, str(exc), call_sent=call_sent) from None
+        payload = _NOT_JSON
     except ValueError:
         payload = _NOT_JSON
-    ok = 200 <= http_status < 300
     if isinstance(payload, dict) and ("error_code" in payload or "status" in payload):
         raw_code = payload.get("error_code")
         try:
             code = int(raw_code) if raw_code is not None else 0
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, ArithmeticError):
             code = -1
         if ok and payload.get("status") is True and code == 0:
             return payload.get("data")
@@ -132,6 +135,8 @@ def parse_token_response(
     """
     try:
         payload = loads_exact(content) if content else None
+    except BodyError as exc:
+        raise refuse(endpoint, http_status, str(exc), call_sent=False) from None
     except ValueError:
         payload = None
     if 200 <= http_status < 300 and isinstance(payload, dict):
@@ -139,9 +144,17 @@ def parse_token_response(
         if not token and isinstance(payload.get("data"), dict):
             token = payload["data"].get("token")
         if isinstance(token, str) and token:
+            if len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+                # It goes into a header: no line breaks, no megabytes.
+                raise refuse(
+                    endpoint,
+                    http_status,
+                    f"the token is not a printable string of at most {MAX_TOKEN_LENGTH} characters",
+                    call_sent=False,
+                )
             try:
                 expires_in = float(payload.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError, ArithmeticError):
                 expires_in = DEFAULT_TOKEN_LIFETIME
             if not math.isfinite(expires_in) or expires_in <= 0:
                 expires_in = DEFAULT_TOKEN_LIFETIME  # nonsense would mean a fetch per call, or a token kept for ever

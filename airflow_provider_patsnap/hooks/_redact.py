@@ -4,21 +4,15 @@ urllib3 logs each request line (the URL with its query) at DEBUG, httpx at INFO 
 as an ``httpx.URL``, not a ``str``), httpcore its traces as bytes. With ``api_key_in_query`` the
 query carries the key; a signed download link carries its signature. Registering secrets with
 Airflow's masker is not enough (``airflow dags test`` output is not masked), so the records are
-rewritten at the source: whatever the argument types, the rendered message is redacted.
+rewritten at the source: whatever the argument types, the rendered message is redacted by the
+provider's one redactor (``airflow_provider_patsnap.redaction``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
-_SECRET_QUERY = re.compile(
-    r"((?:^|[?&;\s'\"(])(?:sign|apikey|api_key|access_token|token|q-signature|x-amz-signature|x-amz-credential)=)"
-    r"[^&\s\"'<>)]+",
-    re.IGNORECASE,
-)
-_BEARER = re.compile(r"(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=\-]+", re.IGNORECASE)
-_API_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}")
+from airflow_provider_patsnap.redaction import redact
 
 #: The loggers that write request lines or headers (a filter only sees its own logger's records).
 HTTP_LOGGERS = (
@@ -30,12 +24,7 @@ HTTP_LOGGERS = (
     "httpcore.proxy",
 )
 
-
-def redact(text: str) -> str:
-    """``text`` with query secrets, bearer/basic credentials and ``sk-`` keys replaced by ``***``."""
-    text = _SECRET_QUERY.sub(r"\1***", text)
-    text = _BEARER.sub(r"\1***", text)
-    return _API_KEY.sub("sk-***", text)
+__all__ = ["HTTP_LOGGERS", "RedactSecrets", "install_log_redaction", "redact"]
 
 
 class RedactSecrets(logging.Filter):

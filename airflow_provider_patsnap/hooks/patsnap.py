@@ -6,6 +6,7 @@ that carry it in ``_drivers``; report downloads in ``_download``; what an error 
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -20,6 +21,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapAuthError,
     PatsnapDownloadError,
     PatsnapError,
+    PatsnapInputError,
     PatsnapPermanentError,
     PatsnapResponseError,
     ambiguous_create,
@@ -34,6 +36,7 @@ from airflow_provider_patsnap.hooks._redact import install_log_redaction
 from airflow_provider_patsnap.hooks._retry import retry_policy
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.models import LegalIndicatorRecord, ReportJob, ReportKind, normalize_job_id
+from airflow_provider_patsnap.redaction import register_basic_credentials, register_secret
 from airflow_provider_patsnap.storage import Destination
 from airflow_provider_patsnap.version_compat import BaseHook, aget_connection, amask_secret, mask_secret
 
@@ -133,16 +136,17 @@ class PatsnapHook(BaseHook):
     def config(self) -> PatsnapConfig:
         """Connection settings (fetched on first use; secrets registered with the masker)."""
         if self._config is None:
-            self._config = config_from_connection(self.get_connection(self.patsnap_conn_id), self._overrides)
-            for secret in self._config.secrets:
+            config = config_from_connection(self.get_connection(self.patsnap_conn_id), self._overrides)
+            for secret in _register_secrets(config):
                 mask_secret(secret)
+            self._config = config
         return self._config
 
     async def aconfig(self) -> PatsnapConfig:
         """``config`` for the triggerer: the connection is fetched without blocking the event loop."""
         if self._config is None:
             config = config_from_connection(await aget_connection(self.patsnap_conn_id), self._overrides)
-            for secret in config.secrets:
+            for secret in _register_secrets(config):
                 await amask_secret(secret)
             self._config = config
         return self._config
@@ -156,7 +160,14 @@ class PatsnapHook(BaseHook):
 
     @cached_property
     def _downloader(self) -> ReportDownloader:
-        return ReportDownloader(self.log, (min(10.0, self.config.timeout), self.config.timeout))
+        config = self.config
+        return ReportDownloader(
+            self.log,
+            (min(10.0, config.timeout), config.timeout),
+            max_bytes=config.max_download_bytes,
+            deadline=config.download_timeout,
+            allow_private=config.allow_private_addresses,
+        )
 
     def _core(self, config: PatsnapConfig) -> CallCore:
         return CallCore(config, self.log)
@@ -243,12 +254,15 @@ class PatsnapHook(BaseHook):
                 raise ambiguous_create(exc) from None
             raise
         raw = data.get("job_id") if isinstance(data, dict) else None
-        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or not str(raw).strip():
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+                raise PatsnapInputError("job_id", f"a {type(raw).__name__}, not a digit string")
+            job_id = normalize_job_id(raw)
+        except PatsnapInputError as exc:
             raise ambiguous_create(
-                f"PatSnap accepted the create but sent no usable job_id ({raw!r}); the job may exist",
+                f"PatSnap accepted the create but sent no usable job_id ({exc}); the job may exist",
                 endpoint=f"POST {path}",
-            )
-        job_id = normalize_job_id(raw)
+            ) from None
         self.log.info(
             "Created %s report job %s (%s).", kind.code, job_id, ", ".join(f"{k}={v}" for k, v in body.items())
         )
@@ -371,3 +385,13 @@ class PatsnapHook(BaseHook):
             return True, f"Connection to {config.base_url} works: the API key was accepted."
         except (PatsnapError, ValueError) as exc:
             return False, str(exc)
+
+
+def _register_secrets(config: PatsnapConfig) -> tuple[str, ...]:
+    """Teach the provider's redactor the connection's credentials (and the Basic form the token request
+    sends); return what Airflow's masker should learn too."""
+    for secret in config.secrets:
+        register_secret(secret)
+    register_basic_credentials(config.client_id, config.client_secret)
+    basic = f"{config.client_id}:{config.client_secret}" if config.client_id and config.client_secret else None
+    return (*config.secrets, *((basic, base64.b64encode(basic.encode()).decode()) if basic else ()))

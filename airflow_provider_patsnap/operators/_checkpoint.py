@@ -52,7 +52,10 @@ class StagedCheckpoint(Checkpoint):
 
     def __init__(self, final: Any, context: Any, memory: TaskMemory) -> None:
         self.memory = memory
-        self.folder = final.parent / STAGING_FOLDER / f"{final.name}.{_instance_digest(context)}"
+        # <output>.<task instance>.g<generation>: a name of fixed length, and only this task instance's
+        # folders share the prefix that ``finish`` cleans up (never a sibling's, nor another run's).
+        self.prefix = f"{_digest(final.name)}.{_instance_digest(context)}."
+        self.folder = final.parent / STAGING_FOLDER / f"{self.prefix}g{generation(context)}"
 
     def completed(self, batches: list[Batch]) -> dict[str, list[Any]]:
         wanted = {b.key for b in batches}
@@ -80,10 +83,9 @@ class StagedCheckpoint(Checkpoint):
 
     def finish(self) -> None:
         root = self.folder.parent
-        prefix = self.folder.name.rsplit(".", 1)[0] + "."
         try:
-            # This attempt's folder, and any an earlier generation (before a clear) left for this output.
-            for folder in [p for p in root.iterdir() if p.name.startswith(prefix)]:
+            # This attempt's folder, and any an earlier generation of this task instance (before a clear) left.
+            for folder in [p for p in root.iterdir() if p.name.startswith(self.prefix)]:
                 _remove_tree(folder)
             if not any(True for _ in root.iterdir()):
                 _remove_tree(root)
@@ -148,8 +150,10 @@ def _dumps(items: list[Any]) -> bytes:
     return json.dumps(items, default=float, ensure_ascii=False).encode("utf-8")
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _instance_digest(context: Any) -> str:
     ti = context.get("ti") if hasattr(context, "get") else None
-    parts = [str(getattr(ti, name, "")) for name in ("dag_id", "run_id", "task_id", "map_index")]
-    parts.append(str(generation(context)))
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return _digest("|".join(str(getattr(ti, name, "")) for name in ("dag_id", "run_id", "task_id", "map_index")))

@@ -27,7 +27,8 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
 
     Without ``destination`` the records are the XCom. With it (a file path or URI; a value ending
     in ``/`` is a folder) they are written there as JSON Lines, atomically, and the XCom is
-    ``{"uri", "records", "requested", "missing"}`` with ``missing`` per indicator.
+    ``{"uri", "records", "requested", "missing"}`` with ``missing`` per indicator. As for reports, an
+    existing file is kept unless ``overwrite=True`` (the same bytes again, a retry, is success).
 
     Completed batches are checkpointed as they arrive (beside the destination; in XCom mode in the
     task state store on Airflow 3.3+), so an Airflow retry fetches, and PatSnap bills, only the
@@ -53,10 +54,12 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         indicators: Sequence[str] | str = ("legal",),
         destination: str | None = None,
         destination_conn_id: str | None = None,
+        overwrite: bool = False,
         patsnap_conn_id: str = PatsnapHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.overwrite = overwrite
         if not (isinstance(indicators, str) and "{{" in indicators):
             valuation.indicators(indicators)  # a typo fails at DAG parse time
         self.patent_numbers = patent_numbers
@@ -75,30 +78,33 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
 
     def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
         with airflow_failure_semantics():
-            specs = valuation.indicators(self.indicators)
-            numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
-            target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
-            final = target.resolve(self.default_filename) if target else None
-            self._requested = len(numbers) + len(ids)
-            planned = valuation.plan_batches(specs, numbers, ids)
-            checkpoint = open_checkpoint(context, final, self._requested, self.log)
-            pages = checkpoint.completed(planned)
-            if pages:
-                self.log.info(
-                    "Resuming: %d of %d batch(es) were fetched by an earlier attempt (%s); fetching the other %d.",
-                    len(pages),
-                    len(planned),
-                    checkpoint.kind,
-                    len(planned) - len(pages),
-                )
-            todo = [batch for batch in planned if batch.key not in pages]
-            pages.update(PatsnapHook(self.patsnap_conn_id).fetch_batches(todo, on_batch=checkpoint.save))
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
+        specs = valuation.indicators(self.indicators)
+        numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
+        target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
+        final = target.resolve(self.default_filename) if target else None
+        self._requested = len(numbers) + len(ids)
+        planned = valuation.plan_batches(specs, numbers, ids)
+        checkpoint = open_checkpoint(context, final, self._requested, self.log)
+        pages = checkpoint.completed(planned)
+        if pages:
+            self.log.info(
+                "Resuming: %d of %d batch(es) were fetched by an earlier attempt (%s); fetching the other %d.",
+                len(pages),
+                len(planned),
+                checkpoint.kind,
+                len(planned) - len(pages),
+            )
+        todo = [batch for batch in planned if batch.key not in pages]
+        pages.update(PatsnapHook(self.patsnap_conn_id).fetch_batches(todo, on_batch=checkpoint.save))
         records, missing = merge(specs, planned, pages, numbers, ids)
         self._log_missing(missing)
         if final is None:
             checkpoint.finish()
             return records
-        size = write_lines_atomically(final, _json_lines(records), key="indicators")
+        size = write_lines_atomically(final, _json_lines(records), key="indicators", overwrite=self.overwrite)
         checkpoint.finish()
         result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
         result["missing"] = self.missing_value(missing)

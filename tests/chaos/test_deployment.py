@@ -346,7 +346,7 @@ def test_enterprise_refresh_survives_download_workers_killed_mid_stream(deployme
         wait_for(lambda k=kill: gone(k["pid"]), 10, f"killed task process {kill['pid']} to die", diagnostics)
         if index == 2:
             wait_for(lambda k=kill: gone(k["supervisor"]), 10, "the killed supervisor to die", diagnostics)
-        # Its staging file stays behind for the retry to reuse (same name, same file).
+        # Its staging file stays behind, for the retry to remove.
         part: Path = kill["part"]
         assert 0 < kill["at"] < size, kill
         kill["inode"] = part.stat().st_ino
@@ -372,11 +372,11 @@ def test_enterprise_refresh_survives_download_workers_killed_mid_stream(deployme
     for index, kill in killed.items():
         retry_log = dep.task_log(REFRESH, run_id, "company_report.archive", index, 2).read_text(errors="replace")
         assert "Stored " in retry_log, retry_log[-3000:]
-        # The retry streamed into the killed try's staging file and published that file (overwrite=True: a
-        # rename), so the archived report is the leftover's inode under its final name.
-        (archived_file,) = files_under(kill["part"].parent)
-        assert re.fullmatch(rf"\.{re.escape(archived_file.name)}\.patsnap-[0-9a-f]{{16}}\.part", kill["part"].name)
-        assert archived_file.stat().st_ino == kill["inode"], "the retry did not reuse the killed try's staging file"
+        # The retry unlinked the killed try's leftover (never truncating it: it could be a second link to a
+        # published report), staged under the same name and published the whole file.
+        assert len(files_under(kill["part"].parent)) == 1, files_under(kill["part"].parent)
+        assert re.fullmatch(r"\.patsnap-[0-9a-f]{32}\.part", kill["part"].name), kill["part"].name
+        assert not kill["part"].exists(), "the killed try's staging file was left behind"
 
     job_ids = dep.emu.job_ids()[jobs_before:]
     creates = creates_per_report(dep)

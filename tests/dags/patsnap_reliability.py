@@ -11,7 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_patsnap.operators.indicators import PatsnapLegalIndicatorsOperator
-from airflow_provider_patsnap.operators.reports import PatsnapCreateEnterpriseReportOperator
+from airflow_provider_patsnap.operators.reports import (
+    PatsnapCreateEnterpriseReportOperator,
+    PatsnapCreatePatentValueReportOperator,
+)
 
 try:  # Airflow 3
     from airflow.sdk import DAG
@@ -60,3 +63,25 @@ with dag("reliability_indicators_to_file"):
 
 with dag("reliability_indicators_to_xcom"):
     PatsnapLegalIndicatorsOperator(task_id="indicators", patent_numbers=PATENTS, **RETRIES)
+
+
+# Templates gone wrong under Airflow's default (string) rendering: nothing may be billed for them.
+TEMPLATED = {"company": None, "patent": None, "patents": None, "portfolio": ["CN108977442B", "US5012236A"]}
+
+with DAG(
+    "reliability_templated_input", schedule=None, start_date=datetime(2026, 1, 1), catchup=False, params=TEMPLATED
+):
+    PatsnapCreateEnterpriseReportOperator(task_id="r001_none", company_name="{{ params.company }}")
+    PatsnapCreatePatentValueReportOperator(task_id="r002_none", patent_number="{{ params.patent }}")
+    PatsnapLegalIndicatorsOperator(task_id="p037_none", patent_numbers="{{ params.patents }}")
+    PatsnapLegalIndicatorsOperator(task_id="p037_list_as_text", patent_numbers="{{ params.portfolio }}")
+
+with DAG(
+    "reliability_templated_native",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params=TEMPLATED,
+    render_template_as_native_obj=True,
+):
+    PatsnapLegalIndicatorsOperator(task_id="p037_list", patent_numbers="{{ params.portfolio }}")

@@ -201,3 +201,21 @@ def test_a_retried_billable_call_returns_the_first_answer(
     first = operator.execute(context)
     again = operator.execute(context)  # Airflow retried after the answer (a lost worker, an XCom failure)
     assert again == first and emulator.stats["creates"] == 1
+
+
+def test_an_indicator_output_is_kept_unless_overwrite(emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "patent_indicators.jsonl").write_text('{"pn": "from another run"}\n')
+
+    def run(**kwargs: Any) -> Any:
+        return PatsnapPatentIndicatorsOperator(
+            task_id="legal", patent_numbers=["CN200001A"], destination=f"{lake}/", **kwargs
+        ).execute({})
+
+    with pytest.raises(AirflowFailException, match=r"patent_indicators\.jsonl already exists with other content"):
+        run()
+    assert (lake / "patent_indicators.jsonl").read_text() == '{"pn": "from another run"}\n'
+    assert run(overwrite=True)["records"] == 1
+    assert run()["records"] == 1  # the same bytes again (a retry after the publish) is success
+    assert sorted(p.name for p in lake.iterdir()) == ["patent_indicators.jsonl"]

@@ -241,3 +241,26 @@ def test_status_outage_longer_than_the_hooks_budget_leaves_the_download_to_airfl
     emulator.end_outages()
     assert download.execute({})["sha256"] == emulator.report_sha256(job_id)  # the next try gets the paid report
     assert emulator.stats["creates"] == 1
+
+
+# ------------------------------------------------------------------------------------ templated input
+
+
+def test_templates_that_rendered_none_or_a_list_as_text_are_never_billed(parse: Any, emu: PatsnapEmulator) -> None:
+    run = parse().get_dag("reliability_templated_input").test()
+
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert {task: state_of(ti) for task, ti in tis.items()} == dict.fromkeys(
+        ["r001_none", "r002_none", "p037_none", "p037_list_as_text"], "failed"
+    )
+    assert all(ti.try_number == 1 for ti in tis.values())  # bad input: no Airflow retry
+    stats = emu.stats
+    assert stats["billable_units"] == 0 and stats["creates"] == 0
+    assert not [call for call in stats["calls"] if "token" not in call], stats["calls"]  # not even a read
+
+
+def test_the_same_list_rendered_as_a_native_object_is_fetched(parse: Any, emu: PatsnapEmulator) -> None:
+    run = parse().get_dag("reliability_templated_native").test()
+
+    assert state_of(run) == "success", task_states(run)
+    assert emu.billed("/legal_indicators") == 2

@@ -143,7 +143,7 @@ def test_a_body_shorter_than_its_content_length_is_cut_short_and_nothing_is_stor
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html><body>Access denied</body></html>", b"", b"PK\x03\x04 not really a zip", docx(with_document=False)],
+    [b"<html><body>Access denied</body></html>", b"", docx(with_document=False)],
 )
 @responses.activate
 def test_what_is_not_a_pdf_or_docx_is_rejected_and_not_stored(tmp_path: Path, body: bytes) -> None:
@@ -151,6 +151,29 @@ def test_what_is_not_a_pdf_or_docx_is_rejected_and_not_stored(tmp_path: Path, bo
     with pytest.raises(PatsnapDownloadRejectedError, match="is not a PDF or DOCX report") as info:
         fetch(done(), f"{tmp_path}/")
     assert "nothing was stored" in str(info.value)
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [PDF[:-10], PDF[: len(PDF) // 2], docx()[:-30], docx()[: len(docx()) // 2], b"PK\x03\x04 not really a zip"],
+    ids=["pdf-without-trailer", "half-a-pdf", "docx-without-its-directory-end", "half-a-docx", "zip-signature-only"],
+)
+@responses.activate
+def test_a_body_cut_short_without_content_length_is_caught_by_its_structure(tmp_path: Path, body: bytes) -> None:
+    # No Content-Length (chunked): only the document's own structure says it is not whole.
+    responses.get(CDN_PATH, body=body, content_type="application/pdf")
+    with pytest.raises(PatsnapDownloadError, match="no Content-Length was sent: cut short; nothing was stored"):
+        fetch(done(), f"{tmp_path}/")
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("body", [PDF[:-10], docx()[:-30], b"PK\x03\x04 not really a zip"])
+@responses.activate
+def test_a_broken_body_of_the_announced_length_is_not_a_report(tmp_path: Path, body: bytes) -> None:
+    responses.get(CDN_PATH, body=body, content_type="application/pdf", auto_calculate_content_length=True)
+    with pytest.raises(PatsnapDownloadRejectedError, match="starts like one but is not whole"):
+        fetch(done(), f"{tmp_path}/")
     assert files_under(tmp_path) == []
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_patsnap.errors import PatsnapDownloadError
+from airflow_provider_patsnap.errors import PatsnapDestinationError, PatsnapDownloadError
 from airflow_provider_patsnap.staging import (
     STALE_AFTER,
     publish,
@@ -30,12 +32,12 @@ def local(path: Path) -> object:
 def test_the_staging_name_is_hidden_beside_the_target_and_the_same_for_every_attempt(tmp_path: Path) -> None:
     final = local(tmp_path / "Report.pdf")
     path = staging_path(final, "enterprise:42")
-    assert Path(path).parent == tmp_path and Path(path).name.startswith(".Report.pdf.patsnap-")
+    assert Path(path).parent == tmp_path and re.fullmatch(r"\.patsnap-[0-9a-f]{32}\.part", Path(path).name)
     assert path == staging_path(local(tmp_path / "Report.pdf"), "enterprise:42")
     assert path != staging_path(final, "enterprise:43")
 
 
-def test_a_killed_attempts_leftover_is_reused_and_gone_after_publishing(tmp_path: Path) -> None:
+def test_a_killed_attempts_leftover_is_replaced_and_gone_after_publishing(tmp_path: Path) -> None:
     final = local(tmp_path / "Report.pdf")
     leftover = Path(staging_path(final, "k"))
     leftover.write_bytes(b"half a report from a worker that was killed")
@@ -84,19 +86,133 @@ def test_publishing_never_clobbers_unless_asked(tmp_path: Path) -> None:
 
 def test_sweeping_removes_only_dead_and_old_leftovers(tmp_path: Path) -> None:
     old = time.time() - STALE_AFTER - 10
-    dead = tmp_path / ".a.pdf.patsnap-0123456789abcdef.part"
-    fresh = tmp_path / ".b.pdf.patsnap-0123456789abcdef.part"
-    held = tmp_path / ".c.pdf.patsnap-0123456789abcdef.part"
+    dead = tmp_path / f".patsnap-{'a' * 32}.part"
+    dead_02 = tmp_path / ".a.pdf.patsnap-0123456789abcdef.part"  # 0.2's staging name
+    fresh = tmp_path / f".patsnap-{'b' * 32}.part"
+    held = tmp_path / f".patsnap-{'c' * 32}.part"
     other = tmp_path / "notes.part"
-    for path in (dead, fresh, held, other):
+    # A report whose (sanitised) name looks like 0.2's staging pattern is a report, not a leftover.
+    lookalike = tmp_path / "x.patsnap-0123456789abcdef.part"
+    for path in (dead, dead_02, fresh, held, other, lookalike):
         path.write_bytes(b"x")
-    for path in (dead, held, other):
+    for path in (dead, dead_02, held, other, lookalike):
         os.utime(path, (old, old))
     with open(held, "rb") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         swept = sweep_leftovers(str(tmp_path))
-    assert swept == [dead.name]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, held.name, other.name])
+    assert sorted(swept) == sorted([dead.name, dead_02.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, held.name, other.name, lookalike.name])
+
+
+def test_a_leftover_linked_to_the_published_report_is_unlinked_never_truncated(tmp_path: Path) -> None:
+    """A worker killed between publishing (the hard link) and removing its staging name leaves a second
+    name of the archived report: the retry must not write through it."""
+    final = local(tmp_path / "Report.pdf")
+    with staged_file(final, "k") as (handle, path):
+        handle.write(b"%PDF-1.4 the archived report")
+        handle.flush()
+        os.link(path, tmp_path / "Report.pdf")  # published...
+        os.link(path, tmp_path / "kept")  # (a way to look at the staging inode after the context)
+    leftover = Path(staging_path(final, "k"))
+    os.link(tmp_path / "kept", leftover)  # ...and killed before unlinking the staging name
+    os.unlink(tmp_path / "kept")
+    assert os.stat(leftover).st_nlink == 2
+
+    with staged_file(final, "k") as (handle, _):
+        handle.write(b"%PDF-1.4 another attempt's bytes")
+        handle.flush()
+        assert (tmp_path / "Report.pdf").read_bytes() == b"%PDF-1.4 the archived report"
+    assert (tmp_path / "Report.pdf").read_bytes() == b"%PDF-1.4 the archived report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Report.pdf"]
+
+
+@pytest.mark.parametrize("errno_code", [errno.EPERM, errno.EXDEV, errno.ENOTSUP])
+def test_without_hard_links_a_rename_publishes_whole_and_never_clobbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errno_code: int
+) -> None:
+    def no_links(source: str, target: str) -> None:
+        raise OSError(errno_code, "no hard links here")
+
+    monkeypatch.setattr(os, "link", no_links)
+    final = local(tmp_path / "Report.pdf")
+    with staged_file(final, "k") as (handle, path):
+        handle.write(b"%PDF-1.4 whole")
+        handle.flush()
+        inode = os.stat(path).st_ino
+        publish(final, path, overwrite=False)
+    # The staging file itself was renamed into place: never a copy into the final name that a kill could cut.
+    assert (tmp_path / "Report.pdf").read_bytes() == b"%PDF-1.4 whole"
+    assert (tmp_path / "Report.pdf").stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Report.pdf"]
+
+    with staged_file(final, "k2") as (handle, path):
+        handle.write(b"other")
+        handle.flush()
+        with pytest.raises(FileExistsError):
+            publish(final, path, overwrite=False)
+    assert (tmp_path / "Report.pdf").read_bytes() == b"%PDF-1.4 whole"
+
+
+def test_published_files_and_their_folder_are_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    final = local(tmp_path / "Report.pdf")
+    with staged_file(final, "k") as (handle, path):
+        handle.write(b"%PDF-1.4 whole")
+        handle.flush()
+        publish(final, path, overwrite=False)
+        assert synced == [path, str(tmp_path)]
+
+
+def test_other_file_systems_get_a_temporary_name_then_a_move() -> None:
+    """Neither local nor an object store (sftp, webhdfs, smb...): fsspec's memory file system stands in."""
+    from upath import UPath  # what ObjectStoragePath is built on; Airflow registers no memory:// store
+
+    final = UPath("memory://archive/reports/Report.pdf")
+    fs = final.fs
+    moves: list[tuple[str, str]] = []
+    real_mv = fs.mv
+
+    def mv(source: str, target: str, **kwargs: object) -> None:
+        assert not fs.exists(target) and fs.cat_file(source) == b"%PDF-1.4 whole"  # whole before it is moved
+        moves.append((source, target))
+        real_mv(source, target, **kwargs)
+
+    fs.mv = mv
+    try:
+        with staged_file(final, "k") as (handle, path):
+            handle.write(b"%PDF-1.4 whole")
+            handle.flush()
+            publish(final, path, overwrite=False)
+        assert fs.cat_file(final.path) == b"%PDF-1.4 whole"
+        ((source, target),) = moves
+        assert target == final.path and re.fullmatch(r".*/\.patsnap-[0-9a-f]{32}\.part", source)
+        assert fs.ls("/archive/reports", detail=False) == [final.path]
+        with staged_file(final, "k") as (handle, path):
+            handle.write(b"other")
+            handle.flush()
+            with pytest.raises(FileExistsError):
+                publish(final, path, overwrite=False)
+    finally:
+        del fs.mv
+        fs.rm("/archive", recursive=True)
+
+
+def test_json_lines_keep_an_existing_output_unless_overwrite(tmp_path: Path) -> None:
+    final = local(tmp_path / "records.jsonl")
+    assert write_lines_atomically(final, iter([b'{"a": 1}\n']), overwrite=False) == 9
+    # The same bytes again (a retry after the publish) is success; other bytes are refused, naming the file.
+    assert write_lines_atomically(final, iter([b'{"a": 1}\n']), overwrite=False) == 9
+    with pytest.raises(PatsnapDestinationError, match=r"records\.jsonl already exists with other content"):
+        write_lines_atomically(final, iter([b'{"a": 2}\n']), overwrite=False)
+    assert (tmp_path / "records.jsonl").read_bytes() == b'{"a": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["records.jsonl"]
 
 
 def test_json_lines_replace_the_target_atomically(tmp_path: Path) -> None:
@@ -105,3 +221,27 @@ def test_json_lines_replace_the_target_atomically(tmp_path: Path) -> None:
     assert write_lines_atomically(final, iter([b'{"a": 3}\n'])) == 9
     assert (tmp_path / "out" / "records.jsonl").read_bytes() == b'{"a": 3}\n'
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["records.jsonl"]
+
+
+def test_a_checkpoint_cleans_up_only_its_own_task_instances_staging(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_patsnap.durable import TaskMemory
+    from airflow_provider_patsnap.operators._checkpoint import StagedCheckpoint
+    from airflow_provider_patsnap.valuation import INDICATORS, Batch
+
+    final = local(tmp_path / "legal_indicators.jsonl")
+
+    def checkpoint(run_id: str, map_index: int) -> StagedCheckpoint:
+        ti = SimpleNamespace(dag_id="d", run_id=run_id, task_id="t", map_index=map_index, max_tries=0)
+        context = {"ti": ti, "task": SimpleNamespace(retries=0)}
+        return StagedCheckpoint(final, context, TaskMemory(context))
+
+    batch = Batch(indicator=INDICATORS["legal"], param="patent_number", patents=("CN1",))
+    mine, sibling, other_run = checkpoint("r1", 0), checkpoint("r1", 1), checkpoint("r2", 0)
+    for each in (mine, sibling, other_run):
+        each.save(batch, [{"pn": "CN1"}])
+    mine.finish()
+    assert not mine.folder.exists()
+    assert sibling.completed([batch]) == {batch.key: [{"pn": "CN1"}]}
+    assert other_run.completed([batch]) == {batch.key: [{"pn": "CN1"}]}

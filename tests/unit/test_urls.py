@@ -51,7 +51,7 @@ def test_urls_that_may_be_requested(url: str) -> None:
         ("file:///etc/passwd", "file scheme"),
         ("cdn.patsnap.test/r.pdf", "no scheme"),
         ("https:///no-host", "https scheme"),
-        ("", "no scheme"),
+        ("", "not a URL"),
         ("https://[::1/x", "not a valid URL"),
     ],
 )
@@ -64,3 +64,77 @@ def test_safe_link_drops_the_signature() -> None:
     link = "https://cdn.patsnap.test:8443/tffi-export/1/2/Report.pdf?sign=q-signature%3Dsecret&x=1#frag"
     assert safe_link(link) == "https://cdn.patsnap.test:8443/tffi-export/1/2/Report.pdf"
     assert safe_link("http://127.0.0.1:9/r/a.pdf") == "http://127.0.0.1:9/r/a.pdf"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # urllib3 dials 169.254.169.254 (a backslash ends its authority); urlsplit names 127.0.0.2.
+        "http://169.254.169.254\\@127.0.0.2:8080/x",
+        "https://cdn.patsnap.test\\@evil.example/x",
+        "https://cdn.patsnap.test/r.pdf\r\nX-Injected: 1",
+        "https://cdn.patsnap.test/r pdf",
+        "https://cdn.patsnap.test/r\u202e.pdf",
+    ],
+)
+def test_urls_the_parsers_could_read_differently_are_refused(url: str) -> None:
+    assert url_refusal(url) == "it contains whitespace, control, non-ASCII or backslash characters"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:pw@cdn.patsnap.test/r.pdf", "https://user@cdn.patsnap.test/r.pdf", "http://127.0.0.1:80@127.0.0.1/"],
+)
+def test_links_with_user_information_are_refused(url: str) -> None:
+    assert url_refusal(url) == "it carries user information (user:password@)"
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("https://10.0.0.1/r.pdf", "10.0.0.1"),
+        ("https://192.168.1.20/r.pdf", "192.168.1.20"),
+        ("https://172.16.0.1:8443/r.pdf", "172.16.0.1"),
+        ("https://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("https://100.64.0.1/r.pdf", "100.64.0.1"),  # shared address space (CGNAT)
+        ("https://224.0.0.1/r.pdf", "224.0.0.1"),  # multicast
+        ("https://240.0.0.1/r.pdf", "240.0.0.1"),  # reserved
+        ("https://0.0.0.0/r.pdf", "0.0.0.0"),  # unspecified
+        ("https://[fe80::1]/r.pdf", "fe80::1"),
+        ("https://[fd00::1]/r.pdf", "fd00::1"),
+        ("https://[::]/r.pdf", "::"),
+        # The same addresses in the spellings the system resolver also reads as IPv4 literals.
+        ("https://2852039166/r.pdf", "169.254.169.254"),
+        ("https://0xa9.0xfe.0xa9.0xfe/r.pdf", "169.254.169.254"),
+        ("https://10.1/r.pdf", "10.0.0.1"),
+        ("https://0x0a000001/r.pdf", "10.0.0.1"),
+        ("https://[::ffff:a9fe:a9fe]/r.pdf", "169.254.169.254"),
+    ],
+)
+def test_https_to_an_internal_ip_literal_is_refused_unless_the_connection_opts_in(url: str, address: str) -> None:
+    refusal = url_refusal(url)
+    assert refusal is not None and refusal.startswith(f"{address} is a private, link-local")
+    assert "allow_private_addresses" in refusal
+    assert url_refusal(url, allow_private=True) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/r.pdf",
+        "https://[2606:4700::1111]/r.pdf",
+        "https://cdn.zhihuiya.com/r.pdf",
+        "https://127.0.0.1/r.pdf",  # loopback is the emulator's, in any spelling
+        "http://2130706433:8089/r.pdf",
+        "http://127.1:8089/r.pdf",
+    ],
+)
+def test_public_addresses_names_and_loopback_are_allowed(url: str) -> None:
+    assert url_refusal(url) is None
+
+
+def test_a_huge_link_is_refused_and_its_safe_form_is_bounded() -> None:
+    url = "https://cdn.patsnap.test/" + "a" * 1_000_000 + "?sign=secret-signature"
+    assert url_refusal(url) == f"it is {len(url)} characters long (at most 8192)"
+    shown = safe_link(url)
+    assert len(shown) < 300 and "secret-signature" not in shown

@@ -183,3 +183,40 @@ def test_batches_hold_at_most_100_and_keep_every_item_in_order(count: int, sizes
 def test_bytes_and_mappings_are_not_patent_lists(value: object) -> None:
     with pytest.raises(PatsnapInputError, match="patent_numbers: must be a list of strings"):
         validation.patent_list("patent_numbers", value)
+
+
+# --------------------------------------------------------------------------- templates rendered to text
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda: validation.enterprise_identifiers("None", None, None), "company_name"),
+        (lambda: validation.enterprise_identifiers("ACME", None, " None "), "org_number"),
+        (lambda: validation.patent_identifier(None, "None"), "patent_number"),
+        (lambda: validation.patents("None", None), "patent_numbers"),
+        (lambda: validation.patents(["CN1", "None"], None), "patent_numbers[1]"),
+        (lambda: validation.patents("['CN108977442B', 'US5012236A']", None), "patent_numbers"),
+        (lambda: validation.patents(None, '("a",)'), "patent_ids"),
+        (lambda: validation.patents("[1, 2]", None), "patent_numbers"),
+        (lambda: validation.patents("[]", None), "patent_numbers"),
+    ],
+)
+def test_text_only_a_template_gone_wrong_renders_is_refused_naming_the_parameter(call: Any, parameter: str) -> None:
+    with pytest.raises(PatsnapInputError) as info:
+        call()
+    assert info.value.parameter == parameter
+    assert "nothing was sent to PatSnap" in str(info.value) and "render_template_as_native_obj=True" in str(info.value)
+
+
+@pytest.mark.parametrize("item", ["['CN1'", "'US2']", '"CN1"', "[CN1]"])
+def test_list_items_with_quotes_or_brackets_are_refused(item: str) -> None:
+    with pytest.raises(PatsnapInputError, match="contains quotes or brackets"):
+        validation.patents(["CN108977442B", item], None)
+
+
+@pytest.mark.parametrize(
+    "name", ["(Beijing) Example Technology Co. (Ltd)", "Example (Shanghai) Co., Ltd.", "None of the Above Ltd", "[A]"]
+)
+def test_company_names_that_merely_look_odd_are_kept(name: str) -> None:
+    assert validation.enterprise_identifiers(name, None, None) == {"company_name": name}
