@@ -4,15 +4,21 @@ Every failed call has one :class:`Outcome`, decided here and nowhere else:
 
 * ``NOT_SENT``: the request never reached PatSnap (connection refused, DNS failure, connect timeout,
   or the token fetch that had to come first failed).
-* ``REJECTED``: PatSnap, or its gateway, refused the call before doing any work (429, 67200002,
-  67200003/67200009, 503, PatSnap's documented envelope errors such as 68300008 or 68300004).
+* ``REJECTED``: PatSnap, or its gateway, refused the call before doing any work (408, 429, 67200002,
+  67200003/67200009, PatSnap's documented refusals such as 68300004 or 67200005, a gateway's
+  envelope-less 401/403/404).
 * ``MAY_HAVE_RUN``: the request was sent and the answer does not prove it did nothing (read timeout
-  or reset after sending, 502/504 or any other gateway page, a non-JSON 200, an unknown error code).
+  or reset after sending, 503, 502/504 or any other gateway page, a redirect, a non-JSON 200, an
+  unknown error code, 68300008 "service error, try again later").
 
 And one *transience*: a :class:`PatsnapRetryableError` may succeed if sent again; every other
-:class:`PatsnapError` will not. :func:`may_replay` combines the two: reads are replayed on any
-transient error, billable calls (report creates) only when the outcome proves PatSnap did not run
-them. What Airflow does with the errors that leave the hook is decided in ``operators/_common.py``.
+:class:`PatsnapError` will not. Permanent means PatSnap's own code says so (parameters, quota,
+balance, credentials); an answer that only *looks* wrong (a redirect, a gateway's bare 401/403/404,
+an unknown code, an envelope saying ``status: false`` with ``error_code: 0``) is transient with a
+bound. :func:`may_replay` combines the two: reads are replayed on any transient error, billable
+calls only when the outcome proves PatSnap did not run them. What a billable call that may have
+run means for the task is decided by the owner of billable state (``billing``); what Airflow does
+with other errors, in ``operators/_common.py``.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ ERROR_CODES: dict[int, ErrorCode] = {
         ErrorCode(68300005, "Search API failure", _L, _RAN),
         ErrorCode(68300006, "Analytic basic access error", _L, _RAN),
         ErrorCode(68300007, "Bad request", _P),
-        ErrorCode(68300008, "Service error, please try again later", _R),
+        # "Try again later" is transient, but nothing says the work was not done: a create is not replayed.
+        ErrorCode(68300008, "Service error, please try again later", _R, _RAN),
         ErrorCode(68300010, "The file does not comply with upload specifications", _P),
         # Platform errors
         ErrorCode(67200000, "Platform limit reached or server internal error", _L, _RAN),
@@ -91,15 +98,23 @@ ERROR_CODES: dict[int, ErrorCode] = {
 
 #: Permanent codes that mean the credentials themselves are wrong.
 _AUTH_CODES = frozenset({67200006, 67200008, 67200015, 67200202})
-#: HTTP statuses that prove the call was refused before any work (rate limit, unavailable, request timeout).
-_REFUSING_STATUSES = frozenset({408, 429, 503})
+#: HTTP statuses that prove the call was refused before any work (rate limit, request timeout). A 503 does
+#: not: a gateway may answer it after the backend took the request.
+_REFUSING_STATUSES = frozenset({408, 429})
+#: Envelope-less answers that look like a gateway's, not PatSnap's: transient, with a bound.
+_GATEWAY_REFUSALS = frozenset({401, 403, 404})
+#: Codes that are permanent for what they would buy but only a pause for a read (a daily call limit).
+_TRANSIENT_FOR_READS = frozenset({67200007})
+#: Attempts (within the hook's budget) for an answer that only looks transient.
+LOOKS_TRANSIENT_ATTEMPTS = 2
 #: CDN answers a fresh signed link can cure (expired or not yet propagated) besides 5xx and 429.
 _DOWNLOAD_RETRY_STATUSES = frozenset({403, 404, 408, 410, 429})
 
 
 def classify_code(code: int) -> ErrorCode:
-    """Row for ``code``; unknown codes are permanent and may have run (the safe reading for a paid API)."""
-    return ERROR_CODES.get(code) or ErrorCode(code, "Unknown PatSnap error code", ErrorClass.PERMANENT, _RAN)
+    """Row for ``code``; an unknown code may have run (never replayed when billable) and gets one more
+    attempt otherwise (it is not PatSnap saying "permanent")."""
+    return ERROR_CODES.get(code) or ErrorCode(code, "Unknown PatSnap error code", ErrorClass.RETRY_LIMITED, _RAN)
 
 
 # ------------------------------------------------------------------------------------ exceptions
@@ -239,9 +254,13 @@ def error_from_envelope(
     http_status: int | None,
     retry_after: float | None = None,
     call_sent: bool = True,
+    read: bool = False,
 ) -> PatsnapError:
-    """Exception for a PatSnap envelope carrying ``error_code`` (mapped by code first)."""
+    """Exception for a PatSnap envelope carrying ``error_code`` (mapped by code first; ``read``: the call
+    buys nothing, so a daily limit is a pause, not a failure)."""
     row = classify_code(code)
+    if read and code in _TRANSIENT_FOR_READS:
+        row = ErrorCode(row.code, row.meaning, ErrorClass.RETRY_LIMITED, row.outcome)
     # PatSnap's own words, but remote: bounded, and any credential it echoes is masked.
     message = remote_text(message) if message else None
     text = message or row.meaning
@@ -277,9 +296,20 @@ def error_from_http_status(
             f"rate limited{hint}", retry_after=retry_after, endpoint=endpoint, http_status=http_status, outcome=outcome
         )
     if http_status in _REFUSING_STATUSES or http_status >= 500:
-        # 502/504 and other gateway pages arrive after the request went in: PatSnap may have run it.
+        # 502/503/504 and other gateway pages arrive after the request went in: PatSnap may have run it.
         return PatsnapRetryableError(
             f"server error{hint}", retry_after=retry_after, endpoint=endpoint, http_status=http_status, outcome=outcome
+        )
+    if 300 <= http_status < 400 or (body_hint and http_status in _GATEWAY_REFUSALS):
+        # A maintenance redirect, or a gateway's own page in front of PatSnap: it looks transient.
+        what = "redirected (a maintenance page?)" if http_status < 400 else "refused by a gateway page"
+        return PatsnapRetryableError(
+            f"{what}{hint}",
+            retry_after=retry_after,
+            max_attempts=LOOKS_TRANSIENT_ATTEMPTS,
+            endpoint=endpoint,
+            http_status=http_status,
+            outcome=_outcome(Outcome.MAY_HAVE_RUN if http_status < 400 else Outcome.REJECTED, call_sent),
         )
     cls = PatsnapAuthError if http_status in (401, 403) else PatsnapPermanentError
     what = "not authorised" if http_status in (401, 403) else "request rejected"
@@ -292,6 +322,20 @@ def error_from_unreadable_answer(
     """A 2xx that is not PatSnap's envelope (a WAF or maintenance page): transient, and it may have run."""
     return PatsnapRetryableError(
         description, endpoint=endpoint, http_status=http_status, outcome=_outcome(Outcome.MAY_HAVE_RUN, call_sent)
+    )
+
+
+def error_from_codeless_failure(
+    *, endpoint: str, http_status: int, description: str, call_sent: bool = True
+) -> PatsnapError:
+    """An envelope that says it failed but gives no code (``status: false``, ``error_code: 0``): it looks
+    transient (bounded), and it may have run."""
+    return PatsnapRetryableError(
+        description,
+        max_attempts=LOOKS_TRANSIENT_ATTEMPTS,
+        endpoint=endpoint,
+        http_status=http_status,
+        outcome=_outcome(Outcome.MAY_HAVE_RUN, call_sent),
     )
 
 
@@ -337,8 +381,23 @@ CHECK_BEFORE_RERUN = (
     "statement POST /open-user/statement/v2) so it is not run, and billed, twice"
 )
 API_KEY_REFUSED = "check the connection's API key"
-TOKEN_REFUSED_TWICE = "a freshly fetched token was refused too: check the client id and secret"
+TOKEN_REFUSED_AGAIN = (
+    "freshly fetched tokens were refused {n} times in a row: another process is most likely fetching tokens "
+    "for the same client at the same time (PatSnap keeps one active token per client); share one budget "
+    "(rate_limit_url) or fewer processes per client. Retried later"
+)
 CLIENT_REFUSED = "check the connection's client id and client secret"
+
+
+def token_refused_again(exc: PatsnapError, refusals: int) -> PatsnapRetryableError:
+    """The transient error that ends a run of refused fresh tokens (nothing was run: rejected)."""
+    return PatsnapRetryableError(
+        f"{exc.message}; {TOKEN_REFUSED_AGAIN.format(n=refusals)}",
+        endpoint=exc.endpoint,
+        code=exc.code,
+        http_status=exc.http_status,
+        outcome=Outcome.REJECTED,
+    )
 
 
 def credentials_refused(exc: PatsnapError, hint: str) -> PatsnapAuthError:

@@ -122,6 +122,11 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Largest report download (bytes)",
                         "schema": {"type": ["integer", "null"], "default": 1073741824},
                     },
+                    "max_ambiguous_replays": {
+                        "label": "Replays of a batch that may have been billed",
+                        "description": "An indicator batch whose answer was lost is sent again at most this often",
+                        "schema": {"type": ["integer", "null"], "default": 1},
+                    },
                     "download_timeout": {
                         "label": "Longest report download (s)",
                         "description": "One attempt's whole transfer, however slowly bytes arrive",

@@ -7,7 +7,12 @@ from decimal import Decimal
 from enum import Enum, IntEnum
 from typing import Any, TypedDict
 
-from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapJobFailedError, PatsnapResponseError
+from airflow_provider_patsnap.errors import (
+    PatsnapInputError,
+    PatsnapJobFailedError,
+    PatsnapResponseError,
+    PatsnapRetryableError,
+)
 from airflow_provider_patsnap.redaction import remote_text
 from airflow_provider_patsnap.validation import NATIVE_HINT
 from airflow_provider_patsnap.valuation import INDICATORS, flatten
@@ -126,8 +131,9 @@ class ReportJob:
         queue = data.get("queue_num")
         url = data.get("download_url") or None
         if status is JobStatus.SUCCEEDED and not isinstance(url, str):
-            raise PatsnapResponseError(
-                f"job {job_id} succeeded but PatSnap sent no usable download_url ({type(url).__name__})",
+            # Looks transient (the link may come with the next look): the wait goes on, a download retries.
+            raise PatsnapRetryableError(
+                f"job {job_id} succeeded but PatSnap sent no usable download_url ({type(url).__name__}) yet",
                 endpoint=endpoint,
             )
         return cls(

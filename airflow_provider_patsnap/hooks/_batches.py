@@ -1,5 +1,16 @@
 """Fetching many batches at once under one rate limit, stopping all of them at the first failure and
-keeping every batch PatSnap answered (PatSnap bills per result returned)."""
+keeping every batch PatSnap answered (PatSnap bills per result returned).
+
+A batch is billable: PatSnap charges for every result it returns, so a batch whose answer was lost
+(a read timeout, a 502/503/504 after it was sent) may have been billed. Within one attempt it is
+sent again only while its :class:`ReplayBudget` allows (the connection extra
+``max_ambiguous_replays``, default 1, per batch), after a backoff, and each replay is logged and
+counted; once that is spent the attempt ends with a transient error, and the batch waits for the
+task's next attempt (an outage longer than the hook's patience is Airflow's retries' business, as
+for every read). A batch still in flight when the fetch is interrupted is handed to the budget as
+lost. So each lost answer costs at most one batch more, and the owner of billable state
+(``billing.batches``) keeps the count across attempts and reports it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +20,65 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 
+from airflow_provider_patsnap.errors import Outcome, PatsnapError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks._drivers import Stopped
 from airflow_provider_patsnap.valuation import Batch
 
 Fetch = Callable[[Batch, threading.Event], list[Any]]
+
+
+class ReplayBudget:
+    """How many times, in this attempt, each batch whose answer was lost may be sent again.
+
+    ``counts`` are this attempt's replays per batch key, ``carried`` what earlier attempts counted
+    (the owner of billable state subclasses this to keep both across attempts); ``pause(n)`` waits
+    before the n-th replay of a batch.
+    """
+
+    def __init__(self, replays: int, pause: Callable[[int], None] | None = None) -> None:
+        self.replays = max(0, int(replays))
+        self.counts: dict[str, int] = {}
+        self.carried: dict[str, int] = {}
+        self.pause = pause
+        self.dirty = False
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> int | None:
+        """The number of this replay if one is left in this attempt (and count it), else None."""
+        with self._lock:
+            used = self.counts.get(key, 0)
+            if used >= self.replays:
+                return None
+            self.counts[key] = used + 1
+            self.dirty = True
+        return used + 1
+
+    def lost(self, keys: list[str]) -> None:
+        """Count answers lost without a replay (batches in flight at an interruption)."""
+        with self._lock:
+            for key in keys:
+                self.carried[key] = self.carried.get(key, 0) + 1
+            self.dirty = True
+
+    def flush(self) -> None:
+        """Keep the counts if they changed. Called from the fetching thread only (task state store
+        clients are not thread-safe): as each batch completes, and on the way out."""
+        if self.dirty:
+            self.dirty = False
+            self.saved()
+
+    def saved(self) -> None:
+        """The counts changed (subclasses persist them)."""
+
+    def interrupted(self, keys: list[str]) -> None:
+        """These batches were in flight when the fetch was interrupted: they may have been billed."""
+        self.lost(keys)
+
+    @property
+    def total(self) -> int:
+        """Every send of a batch that may have been billed without its results reaching us, so far."""
+        with self._lock:
+            return sum(self.counts.values()) + sum(self.carried.values())
 
 
 def fetch_batches(
@@ -20,6 +86,8 @@ def fetch_batches(
     batches: Sequence[Batch],
     concurrency: int,
     on_batch: Callable[[Batch, list[Any]], None] | None = None,
+    budget: ReplayBudget | None = None,
+    log: Any = None,
 ) -> dict[str, list[Any]]:
     """Items per batch key, ``concurrency`` requests at a time.
 
@@ -27,21 +95,24 @@ def fetch_batches(
     the first error the rest stop at once: batches not yet started are cancelled and those in
     flight send nothing more (``fetch`` gets a ``stop`` event). Batches already answered are still
     handed to ``on_batch``, also when this thread is interrupted (a timeout, SIGTERM, a checkpoint
-    that cannot be written); then the error is raised.
+    that cannot be written), and those still in flight then are handed to ``budget.interrupted``;
+    then the error is raised.
     """
     results: dict[str, list[Any]] = {}
     if not batches:
         return results
+    budget = budget if budget is not None else ReplayBudget(0)
     stop = threading.Event()
     error: BaseException | None = None
     pool = ThreadPoolExecutor(max_workers=min(concurrency, len(batches)), thread_name_prefix="patsnap-batch")
-    futures = {pool.submit(fetch, batch, stop): batch for batch in batches}
+    futures = {pool.submit(_with_replays, fetch, batch, stop, budget, log): batch for batch in batches}
 
     def keep(future: Future[list[Any]]) -> None:
         batch = futures[future]
         results[batch.key] = future.result()
         if on_batch is not None:
             on_batch(batch, results[batch.key])
+        budget.flush()
 
     try:
         for future in as_completed(futures):
@@ -62,9 +133,43 @@ def fetch_batches(
             if answered and batch.key not in results:
                 with contextlib.suppress(Exception):
                     keep(future)
+        in_flight = [batch.key for future, batch in futures.items() if future.running()]
+        if in_flight:
+            with contextlib.suppress(Exception):
+                budget.interrupted(in_flight)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            budget.flush()
     if error is not None:
         raise error
     return results
+
+
+def _with_replays(fetch: Fetch, batch: Batch, stop: threading.Event, budget: ReplayBudget, log: Any) -> list[Any]:
+    """One batch, sent again after a lost answer while its budget allows."""
+    while True:
+        try:
+            return fetch(batch, stop)
+        except PatsnapError as exc:
+            if not (exc.transient and exc.outcome is Outcome.MAY_HAVE_RUN):
+                raise
+            replay = budget.take(batch.key)
+            what = f"the {batch.indicator.code} batch of {len(batch.patents)} patent(s) may have been billed"
+            if replay is None:
+                budget.lost([batch.key])
+                raise PatsnapRetryableError(
+                    f"{exc.message}; {what}, and it is not sent again in this attempt (max_ambiguous_replays="
+                    f"{budget.replays} spent): the task's next attempt sends it, and only it",
+                    endpoint=exc.endpoint,
+                    code=exc.code,
+                    http_status=exc.http_status,
+                    outcome=Outcome.MAY_HAVE_RUN,
+                ) from None
+            if log is not None:
+                log.warning("%s (%s); sending it again (replay %d of %d).", what, exc, replay, budget.replays)
+            if budget.pause is not None:
+                budget.pause(replay)
+            if stop.is_set():
+                raise Stopped("stopped by another batch's failure") from None

@@ -22,6 +22,8 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: Reports are megabytes; a download past this is refused (extra ``max_download_bytes``).
 DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+#: An indicator batch whose answer was lost is sent again at most this often (extra ``max_ambiguous_replays``).
+DEFAULT_AMBIGUOUS_REPLAYS = 1
 #: One download attempt may take at most this long, however slowly bytes trickle in (extra ``download_timeout``).
 DEFAULT_DOWNLOAD_TIMEOUT = 900.0
 #: Every connection extra the provider reads (``scheme`` only matters for URI-form connections).
@@ -39,6 +41,7 @@ EXTRAS = (
     "max_response_bytes",
     "max_download_bytes",
     "download_timeout",
+    "max_ambiguous_replays",
     "scheme",
 )
 
@@ -65,6 +68,8 @@ class PatsnapConfig:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+    #: Times an indicator batch whose answer was lost (it may have been billed) is sent again.
+    max_ambiguous_replays: int = DEFAULT_AMBIGUOUS_REPLAYS
 
     @property
     def uses_oauth(self) -> bool:
@@ -173,4 +178,5 @@ def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -
         max_response_bytes=_positive(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, int),
         max_download_bytes=_positive(extra, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, int),
         download_timeout=_positive(extra, "download_timeout", DEFAULT_DOWNLOAD_TIMEOUT),
+        max_ambiguous_replays=_number(extra, "max_ambiguous_replays", DEFAULT_AMBIGUOUS_REPLAYS, int),
     )

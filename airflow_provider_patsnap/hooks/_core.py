@@ -10,6 +10,7 @@ exists only here, so the two transports cannot drift apart, and it is unit-teste
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -18,12 +19,12 @@ from typing import Any, TypeVar
 
 from airflow_provider_patsnap.errors import (
     API_KEY_REFUSED,
-    TOKEN_REFUSED_TWICE,
     PatsnapError,
     PatsnapRateLimitError,
     PatsnapTokenError,
     credentials_refused,
     error_from_transport,
+    token_refused_again,
 )
 from airflow_provider_patsnap.hooks._body import BodyError, decode_content, refuse
 from airflow_provider_patsnap.hooks._config import PatsnapConfig
@@ -35,6 +36,8 @@ from airflow_provider_patsnap.hooks._urls import safe_link, url_refusal
 from airflow_provider_patsnap.redaction import register_secret
 
 TOKEN_PATH = "/oauth/token"
+#: Freshly fetched tokens refused in a row before the call gives up (retryably: it is a fleet race).
+MAX_FRESH_TOKEN_REFUSALS = 3
 T = TypeVar("T")
 
 
@@ -140,7 +143,15 @@ class MaskSecret:
     value: str = field(repr=False)  # reply: None
 
 
-Step = Send | Acquire | Sleep | Lock | MaskSecret
+@dataclass(frozen=True)
+class Mark:
+    """Call ``note`` now: the next step hands a billable request to the transport (its owner records
+    "sent" here, so a call stopped before this point is known never to have left)."""
+
+    note: Callable[[], None]  # reply: None
+
+
+Step = Send | Acquire | Sleep | Lock | MaskSecret | Mark
 Steps = Generator[Step, Any, T]
 
 
@@ -200,18 +211,31 @@ class CallCore:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         billable: bool = False,
+        on_send: Callable[[], None] | None = None,
     ) -> Steps[Any]:
         """The envelope's ``data`` of one call, retried within the connection's budget.
 
-        ``billable`` calls are replayed only when PatSnap surely did not run them.
+        ``billable`` calls are replayed only when PatSnap surely did not run them. ``on_send`` is called
+        each time, just before the request is handed to the transport.
         """
         policy = retry_policy(self.config, self.log, f"PatSnap {method} {path}", billable=billable)
-        priority = Priority.CREATE if billable else Priority.READ
-        return with_retries(policy, lambda: self._attempt(method, path, dict(params or {}), json, priority))
+        return with_retries(
+            policy, lambda: self._attempt(method, path, dict(params or {}), json, billable=billable, on_send=on_send)
+        )
 
-    def _attempt(self, method: str, path: str, params: dict[str, str], json: Any, priority: Priority) -> Steps[Any]:
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        json: Any,
+        *,
+        billable: bool,
+        on_send: Callable[[], None] | None,
+    ) -> Steps[Any]:
         endpoint = f"{method} {path}"
-        refused_once = False
+        priority = Priority.CREATE if billable else Priority.READ
+        refusals = 0
         while True:
             # A missing token is fetched before queueing (a fetch between the slot and the send would
             # let the call arrive after its slot), but the credentials are read only after the wait in
@@ -222,6 +246,8 @@ class CallCore:
             if isinstance(refusal, PatsnapError):  # the shared budget is unreachable: nothing was sent
                 raise refusal
             headers, auth_params, token = yield from self._credentials()
+            if on_send is not None:
+                yield Mark(on_send)
             reply = yield Send(
                 self._request(method, path, params={**params, **auth_params}, json=json, headers=headers)
             )
@@ -233,6 +259,7 @@ class CallCore:
                     http_status=reply.status,
                     headers=reply.headers,
                     content=reply.body(endpoint, self.config.max_response_bytes),
+                    read=not billable,
                 )
             except PatsnapRateLimitError:
                 self.limiter.on_rejected()  # the whole process slows down, not just this call
@@ -240,12 +267,18 @@ class CallCore:
             except PatsnapTokenError as exc:
                 if token is None:
                     raise credentials_refused(exc, API_KEY_REFUSED) from None
-                if refused_once:
-                    raise credentials_refused(exc, TOKEN_REFUSED_TWICE) from None
-                refused_once = True
+                refusals += 1
                 # Drop only the token that was refused: another thread may have fetched a new one.
                 self.tokens.invalidate(self.token_key, token)
-                self.log.info("PatSnap refused the cached token (%s); fetching a new one and replaying.", exc.code)
+                if refusals > MAX_FRESH_TOKEN_REFUSALS:
+                    raise token_refused_again(exc, refusals) from None
+                if refusals > 1:
+                    # A token fetched a moment ago was refused too: in a fleet, another process most likely
+                    # fetched a newer one for the same client (one active token per client). Back off, with
+                    # jitter so the processes stop taking turns invalidating each other's tokens.
+                    base = self.config.retry_wait_min * 2 ** (refusals - 2)
+                    yield Sleep(min(base, self.config.retry_wait_max) + random.uniform(0, self.config.retry_wait_min))
+                self.log.info("PatSnap refused the token (%s); fetching a new one and replaying.", exc.code)
             else:
                 self.limiter.on_accepted()
                 return data

@@ -27,6 +27,7 @@ from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.hooks._core import (
     Acquire,
     Lock,
+    Mark,
     MaskSecret,
     Request,
     Response,
@@ -138,6 +139,8 @@ def _perform(step: Step, session: requests.Session) -> Any:
         return lock.release
     if isinstance(step, MaskSecret):
         return mask_secret(step.value)
+    if isinstance(step, Mark):
+        return step.note()
     raise TypeError(f"unknown step {step!r}")
 
 
@@ -239,4 +242,6 @@ async def _aperform(step: Step) -> Any:
         return lock.release
     if isinstance(step, MaskSecret):
         return await amask_secret(step.value)
+    if isinstance(step, Mark):
+        return step.note()
     raise TypeError(f"unknown step {step!r}")

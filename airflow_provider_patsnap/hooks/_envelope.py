@@ -16,11 +16,13 @@ from airflow_provider_patsnap.errors import (
     PatsnapResponseError,
     PatsnapTokenError,
     credentials_refused,
+    error_from_codeless_failure,
     error_from_envelope,
     error_from_http_status,
     error_from_unreadable_answer,
 )
 from airflow_provider_patsnap.hooks._body import BodyError, loads_exact, refuse
+from airflow_provider_patsnap.redaction import remote_text
 
 __all__ = ["loads_exact", "parse_envelope", "parse_retry_after", "parse_token_response"]
 
@@ -61,11 +63,18 @@ def _describe_body(content_type: str, size: int) -> str:
 
 
 def parse_envelope(
-    *, endpoint: str, http_status: int, headers: Mapping[str, str], content: bytes, call_sent: bool = True
+    *,
+    endpoint: str,
+    http_status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    call_sent: bool = True,
+    read: bool = False,
 ) -> Any:
     """Return ``data`` of a successful envelope; raise the mapped ``PatsnapError`` otherwise.
 
-    ``call_sent=False`` parses the answer of a step that prepares the call (the token fetch).
+    ``call_sent=False`` parses the answer of a step that prepares the call (the token fetch);
+    ``read``: the call buys nothing (see ``errors.error_from_envelope``).
     """
     retry_after = parse_retry_after(headers.get("Retry-After"))
     content_type = headers.get("Content-Type", "")
@@ -95,16 +104,18 @@ def parse_envelope(
                 http_status=http_status,
                 retry_after=retry_after,
                 call_sent=call_sent,
+                read=read,
             )
         if not ok:
             raise error_from_http_status(
                 endpoint=endpoint, http_status=http_status, retry_after=retry_after, call_sent=call_sent
             )
-        raise PatsnapResponseError(
-            f"envelope reports failure without a usable error_code (status={payload.get('status')!r}, "
-            f"error_code={raw_code!r})",
+        raise error_from_codeless_failure(
             endpoint=endpoint,
             http_status=http_status,
+            description=f"envelope reports failure without a usable error_code (status="
+            f"{remote_text(payload.get('status'), 40)}, error_code={remote_text(raw_code, 40)})",
+            call_sent=call_sent,
         )
     description = _describe_body(content_type, len(content))
     if not ok:

@@ -27,8 +27,8 @@ from airflow_provider_patsnap.errors import (
     ambiguous_create,
     classify_code,
 )
-from airflow_provider_patsnap.hooks import _drivers
-from airflow_provider_patsnap.hooks._batches import fetch_batches
+from airflow_provider_patsnap.hooks import _drivers, _retry
+from airflow_provider_patsnap.hooks._batches import ReplayBudget, fetch_batches
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
 from airflow_provider_patsnap.hooks._core import TOKEN_PATH, CallCore
 from airflow_provider_patsnap.hooks._download import DOWNLOAD_CHUNK, ReportDownloader
@@ -181,12 +181,13 @@ class PatsnapHook(BaseHook):
         body: Any = None,
         billable: bool = False,
         stop: threading.Event | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> Any:
         """One PatSnap call (the envelope's ``data``) with the connection's auth, limiter and retries;
-        ``stop`` (set by another thread) ends it before its next step."""
-        return _drivers.run(
-            self._core(self.config).call(method, path, params=params, json=body, billable=billable), self.session, stop
-        )
+        ``stop`` (set by another thread) ends it before its next step; ``on_send`` is called just
+        before the request is handed to the transport (each time it is)."""
+        steps = self._core(self.config).call(method, path, params=params, json=body, billable=billable, on_send=on_send)
+        return _drivers.run(steps, self.session, stop)
 
     async def _acall(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
         """``_call`` on the running event loop (triggers); reads only."""
@@ -200,19 +201,23 @@ class PatsnapHook(BaseHook):
         params: dict[str, Any] | None = None,
         json: Any = None,
         billable: bool | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> Any:
         """Call any PatSnap endpoint with the connection's auth, rate limit and retry rules; return the
         envelope's ``data`` (numbers exact: decimals come back as ``Decimal``).
 
         ``endpoint`` is a path on the connection's host (``/search/patent/...``). ``billable`` (default:
         True for POST) means the call is replayed only when PatSnap surely did not run it, and a doubtful
-        outcome raises ``PatsnapAmbiguousCreateError`` instead of risking a second charge.
+        outcome raises ``PatsnapAmbiguousCreateError`` instead of risking a second charge. ``on_send`` is
+        called just before the request is handed to the transport.
         """
         verb = validation.http_method(method)
         path = validation.endpoint_path(endpoint)
         billable = verb == "POST" if billable is None else bool(billable)
         try:
-            return self._call(verb, path, params=validation.query(params), body=json, billable=billable)
+            return self._call(
+                verb, path, params=validation.query(params), body=json, billable=billable, on_send=on_send
+            )
         except PatsnapError as exc:
             if billable and exc.outcome is Outcome.MAY_HAVE_RUN:
                 raise ambiguous_create(exc, what="the call may have run (and been billed)") from None
@@ -227,11 +232,16 @@ class PatsnapHook(BaseHook):
         credit_code: str | None = None,
         org_number: str | None = None,
         logo: bool = True,
+        *,
+        on_send: Callable[[], None] | None = None,
     ) -> str:
-        """R001: create an enterprise innovation report job; return its id as a string."""
+        """R001: create an enterprise innovation report job; return its id as a string.
+
+        ``on_send`` is called just before the create is handed to the transport (billing records "sent").
+        """
         body = {"report_type": validation.report_type(report_type)}
         body.update(validation.enterprise_identifiers(company_name, credit_code, org_number))
-        return self._create(ReportKind.ENTERPRISE, body, logo)
+        return self._create(ReportKind.ENTERPRISE, body, logo, on_send)
 
     def create_patent_value_report(
         self,
@@ -239,16 +249,18 @@ class PatsnapHook(BaseHook):
         patent_id: str | None = None,
         patent_number: str | None = None,
         logo: bool = False,
+        *,
+        on_send: Callable[[], None] | None = None,
     ) -> str:
         """R002: create a patent value report job (no-logo by default); return its id as a string."""
         body = {"report_type": validation.report_type(report_type)}
         body.update(validation.patent_identifier(patent_id, patent_number))
-        return self._create(ReportKind.PATENT_VALUE, body, logo)
+        return self._create(ReportKind.PATENT_VALUE, body, logo, on_send)
 
-    def _create(self, kind: ReportKind, body: dict[str, str], logo: bool) -> str:
+    def _create(self, kind: ReportKind, body: dict[str, str], logo: bool, on_send: Callable[[], None] | None) -> str:
         path = kind.create_path(logo)
         try:
-            data = self._call("POST", path, body=body, billable=True)
+            data = self._call("POST", path, body=body, billable=True, on_send=on_send)
         except PatsnapError as exc:
             if exc.outcome is Outcome.MAY_HAVE_RUN:
                 raise ambiguous_create(exc) from None
@@ -351,15 +363,27 @@ class PatsnapHook(BaseHook):
         batches: Sequence[valuation.Batch],
         *,
         on_batch: Callable[[valuation.Batch, list[Any]], None] | None = None,
+        budget: ReplayBudget | None = None,
     ) -> dict[str, list[Any]]:
         """PatSnap's raw items per batch key, a few requests at a time under the rate limit
         (``_batches.fetch_batches``: on the first error or an interruption the rest stop at once, and
-        every batch PatSnap answered is still handed to ``on_batch``)."""
-        return fetch_batches(self._fetch_batch, batches, self.config.max_concurrency, on_batch)
+        every batch PatSnap answered is still handed to ``on_batch``). Batches are billable: one whose
+        answer was lost is sent again only while ``budget`` allows (default: the connection's
+        ``max_ambiguous_replays`` per batch, within this call)."""
+        budget = budget if budget is not None else ReplayBudget(self.config.max_ambiguous_replays)
+        if budget.pause is None:
+            budget.pause = self._replay_pause
+        return fetch_batches(self._fetch_batch, batches, self.config.max_concurrency, on_batch, budget, self.log)
+
+    def _replay_pause(self, replay: int) -> None:
+        """Back off before sending a batch again: a lost answer is often an outage that has not ended."""
+        config = self.config
+        _retry.sleep(min(config.retry_wait_min * 2 ** (replay - 1), config.retry_wait_max))
 
     def _fetch_batch(self, batch: valuation.Batch, stop: threading.Event | None = None) -> list[Any]:
         path = batch.indicator.path
-        data = self._call("GET", path, params={batch.param: ",".join(batch.patents)}, stop=stop)
+        # Billed per result returned: replayed here only when PatSnap surely did not run it.
+        data = self._call("GET", path, params={batch.param: ",".join(batch.patents)}, billable=True, stop=stop)
         if data is None:
             return []
         if not isinstance(data, list):

@@ -1,54 +1,58 @@
 """create -> wait -> archive in one task: what the one-task report operators share.
 
-Deferrable: the wait happens in the triggerer (``PatsnapReportJobTrigger``) and the archive step in
-``execute_complete``. Otherwise, on Airflow 3.3+, ``ResumableJobMixin`` polls in the worker and a
-killed worker's retry reattaches to the job in the task state store. On older Airflow nothing
-survives an attempt, so once the job exists a failure ends the task without Airflow retries (the
-job id is in the message): a retry would create, and pay for, a second report.
+The create goes through the owner of billable state (``billing.TaskRun.buy_once``): a retry of the
+same run reattaches to the job it bought (Airflow 3.3+), and ``job_id=`` attaches to a job bought
+elsewhere. The wait is ``waiting``'s: in the triggerer (deferrable) or in the worker. Once the job
+exists, every failure names it and says how to finish without buying another; before Airflow 3.3,
+where nothing survives an attempt, such a failure also ends the task without retries.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
-from airflow_provider_patsnap.durable import durable_create, generation, window_end
-from airflow_provider_patsnap.errors import PatsnapJobFailedError, PatsnapRetryableError
-from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
-from airflow_provider_patsnap.models import JobStatus, ReportKind
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, archive_report
-from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
-from airflow_provider_patsnap.version_compat import (
-    AIRFLOW_V_3_3_PLUS,
-    AirflowException,
-    AirflowFailException,
-    BaseOperator,
-    ResumableJobMixin,
-    default_deferrable,
+from airflow_provider_patsnap import waiting
+from airflow_provider_patsnap.billing import TaskRun
+from airflow_provider_patsnap.models import ReportKind, normalize_job_id
+from airflow_provider_patsnap.operators._common import (
+    ArchiveTarget,
+    airflow_failure_semantics,
+    annotate_outlet_events,
+    archive_report,
 )
+from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, BaseOperator
+from airflow_provider_patsnap.waiting import Verdict, WaitEvent
 
 WAIT_KEY = "patsnap_pipeline_wait"
+
+
+class JobFailedOnPatsnap(AirflowFailException):
+    """PatSnap failed the job (job_status 3): there is no report to archive."""
+
+
+_NOT_PAID = (JobFailedOnPatsnap,)
 #: Airflow's operator metaclass applies ``default_args`` to the ``__init__`` it wraps.
 _apply_defaults = type(BaseOperator)._apply_defaults
-_ACTIVE = {JobStatus.QUEUED.name.lower(), JobStatus.EXPORTING.name.lower()}
 
 
-class ReportPipelineMixin(ResumableJobMixin):
-    """Adds the wait and the archive step to a create operator (which provides ``create(hook)``)."""
+class ReportPipelineMixin:
+    """Adds the wait and the archive step to a create operator (which provides ``buy(run)``)."""
 
     report_kind: Any  # ReportKind, set by the create operator
     patsnap_conn_id: str
     log: Any
-    create: Any  # the create operator's create(hook) -> job id
+    hook: Any
+    outlets: Any
+    buy: Any  # the create operator's buy(run) -> job id
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # The create operator's identifiers, then the archive step's own templated fields.
-        fields = (*getattr(cls, "identifier_fields", ()), "report_type", "destination", "destination_conn_id")
+        fields = (*getattr(cls, "identifier_fields", ()), "report_type", "destination", "destination_conn_id", "job_id")
         setattr(cls, "template_fields", fields)  # noqa: B010 - BaseOperator declares it, not this mixin
 
-    @_apply_defaults  # type: ignore[type-var]  # as ResumableJobMixin does: subclasses need no __init__
+    @_apply_defaults  # type: ignore[type-var]  # subclasses need no __init__ of their own
     def __init__(
         self,
         *,
@@ -58,8 +62,11 @@ class ReportPipelineMixin(ResumableJobMixin):
         poll_interval: float = 30,
         timeout: float = 3600,
         deferrable: bool | None = None,
+        job_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_patsnap.version_compat import default_deferrable
+
         super().__init__(**kwargs)
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -67,42 +74,80 @@ class ReportPipelineMixin(ResumableJobMixin):
         self.poll_interval = float(poll_interval)
         self.timeout = float(timeout)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.job_id = job_id
 
     @property
-    def hook(self) -> PatsnapHook:
-        return PatsnapHook(self.patsnap_conn_id)
+    def _code(self) -> str:
+        return ReportKind.parse(self.report_kind).code
 
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Any, **_: Any) -> Any:  # Airflow 2 passes its executor-safeguard sentinel
-        self._job_id: str | None = None
-        self._result: dict[str, Any] | None = None
-        with airflow_failure_semantics(), _NoSecondReport(self):
-            if self.deferrable:
-                return self._start_deferrable(context)
-            # One key per try generation: a retry reattaches, a clear (a deliberate re-run) creates anew.
-            self.external_id_key = f"patsnap_job:g{generation(context)}"
-            return self.execute_resumable(context)  # type: ignore[no-any-return]
+        run = TaskRun(context, self.log)
+        job: list[str] = []
+        with run.failures_name_purchases(lambda: waiting.finish_hint(self.report_kind, job[0]), _NOT_PAID):
+            with airflow_failure_semantics():
+                job.append(self._attach_or_buy(run))
+            return self._wait_and_archive(context, run, job[0])
+
+    def _attach_or_buy(self, run: TaskRun) -> str:
+        if self.job_id not in (None, ""):
+            job_id = normalize_job_id(self.job_id)
+            self.log.info("Attaching to the existing %s job %s (job_id given): nothing is created.", self._code, job_id)
+            return job_id
+        return str(self.buy(run))
+
+    def _wait_and_archive(self, context: Any, run: TaskRun, job_id: str) -> Any:
+        polled_at = time.time()
+        end_time = run.window_end(WAIT_KEY, self.timeout, polled_at)
+        if self.deferrable:
+            verdict, _ = waiting.look(self.hook, self.report_kind, job_id)
+            if verdict.waiting:
+                self.log.info("%s", verdict.message)
+                waiting.defer(
+                    self,
+                    kind=self.report_kind,
+                    job_id=job_id,
+                    conn_id=self.patsnap_conn_id,
+                    end_time=end_time,
+                    polled_at=polled_at,
+                    poll_interval=self.poll_interval,
+                )
+        else:
+            verdict = waiting.wait_here(
+                self.hook,
+                self.report_kind,
+                job_id,
+                end_time=end_time,
+                poll_interval=self.poll_interval,
+                log=self.log,
+            )
+        return self._conclude(context, job_id, verdict)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired (a new process: everything comes from ``event``)."""
-        self._job_id = str((event or {}).get("job", {}).get("job_id") or "") or None
-        with airflow_failure_semantics(), _NoSecondReport(self):
-            status, message = (event or {}).get("status"), (event or {}).get("message", "")
-            if status == "success" and self._job_id:
-                return archive_report(self, context, self._job_id)
-            if status in ("failed", "error"):
-                raise AirflowFailException(message)
-            if status == "timeout":
-                raise AirflowFailException(self._timeout_message(message))
-            raise AirflowException(message or f"unexpected trigger event {event!r}")
+        verdict = waiting.read_event(event)
+        run = TaskRun(context, self.log)
+        job_id = str(verdict.job.get("job_id") or "")
+        if job_id:
+            run.bought(f"{self._code} create", job_id)
+        with run.failures_name_purchases(lambda: waiting.finish_hint(self.report_kind, job_id), _NOT_PAID):
+            return self._conclude(context, job_id, verdict)
 
-    def _timeout_message(self, message: str) -> str:
-        # The window is anchored to the first attempt, so a retry could not wait any longer.
-        return (
-            f"{message} (timeout {self.timeout:.0f} s). The job exists and is paid for: archive it later with "
-            f"PatsnapDownloadReportOperator(job_id={self._job_id!r}), or raise `timeout`."
-        )
+    def _conclude(self, context: Any, job_id: str, verdict: Verdict) -> Any:
+        if verdict.event is WaitEvent.SUCCESS:
+            with airflow_failure_semantics():
+                target = ArchiveTarget(self.destination, self.destination_conn_id, self.overwrite)
+                result = archive_report(self.hook, self.report_kind, job_id, target)
+            annotate_outlet_events(self.outlets, context, result)
+            self._written_uri = result["uri"]
+            return result
+        if verdict.event is WaitEvent.TIMEOUT:
+            # The window is anchored to the first attempt, so a retry could not wait any longer.
+            raise AirflowFailException(f"{verdict.message} (timeout {self.timeout:.0f} s); or raise `timeout`")
+        if verdict.event is WaitEvent.FAILED:
+            raise JobFailedOnPatsnap(verdict.message)  # nothing to archive: no "finish it" hint
+        raise AirflowFailException(verdict.message)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         """Airflow resumes a deferral it gave up on (the trigger crashed, the triggerer was down past the
@@ -114,101 +159,6 @@ class ReportPipelineMixin(ResumableJobMixin):
                 raise
             raise AirflowFailException(
                 f"{exc}. The report job exists and is paid for (its id is this task's XCom 'patsnap_job_id'): "
-                "archive it with PatsnapDownloadReportOperator instead of re-running this task."
+                "archive it with PatsnapDownloadReportOperator, or give this operator job_id=..., instead of "
+                "re-running it as it is"
             ) from exc
-
-    def _start_deferrable(self, context: Any) -> dict[str, Any]:
-        job_id = self.submit_job(context)
-        ti = context.get("ti") if hasattr(context, "get") else None
-        if ti is not None and not AIRFLOW_V_3_3_PLUS:
-            ti.xcom_push(key="patsnap_job_id", value=job_id)  # what a failed resumption can still name
-        try:
-            job = self.hook.get_report_job(self.report_kind, job_id)
-            if job.is_done():
-                return archive_report(self, context, job_id)
-        except PatsnapRetryableError as exc:
-            self.log.warning("Status check failed, the trigger will poll again: %s", exc)
-        polled_at = time.time()
-        end_time = window_end(context, WAIT_KEY, self.timeout, polled_at)
-        self.defer(  # type: ignore[attr-defined]
-            trigger=PatsnapReportJobTrigger(
-                job_id=job_id,
-                report_kind=ReportKind.parse(self.report_kind).value,
-                end_time=end_time,
-                patsnap_conn_id=self.patsnap_conn_id,
-                poll_interval=self.poll_interval,
-                last_polled_at=polled_at,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=max(end_time - polled_at, 0) + min(self.poll_interval, 60.0)),
-        )
-        raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
-
-    # ------------------------------------------------------------------ ResumableJobMixin
-
-    def submit_job(self, context: Any) -> str:
-        hook = self.hook
-        self._job_id = durable_create(
-            context, lambda: self.create(hook), what=ReportKind.parse(self.report_kind).code, log=self.log
-        )
-        return self._job_id
-
-    def get_job_status(self, external_id: Any, context: Any) -> str:
-        return self.hook.get_report_job(self.report_kind, str(external_id)).status.name.lower()
-
-    def is_job_active(self, status: str) -> bool:
-        return status in _ACTIVE
-
-    def is_job_succeeded(self, status: str) -> bool:
-        return status == JobStatus.SUCCEEDED.name.lower()
-
-    def poll_until_complete(self, external_id: Any, context: Any) -> dict[str, Any]:  # type: ignore[override]
-        """Wait for the job, then archive it: the mixin returns this directly when it reattaches."""
-        job_id = self._job_id = str(external_id)
-        hook = self.hook
-        end_time = window_end(context, WAIT_KEY, self.timeout, time.time())
-        while True:
-            try:
-                job = hook.get_report_job(self.report_kind, job_id)
-            except PatsnapRetryableError as exc:
-                # The hook already retried; an outage shorter than the timeout must not fail the wait.
-                self.log.warning("Status check failed, will poll again: %s", exc)
-            else:
-                self.log.info("%s", job.describe())
-                if job.is_done():
-                    self._result = archive_report(self, context, job_id)
-                    return self._result
-            remaining = end_time - time.time()
-            if remaining <= 0:
-                code = ReportKind.parse(self.report_kind).code
-                raise AirflowFailException(self._timeout_message(f"{code} job {job_id} did not finish in time"))
-            time.sleep(min(self.poll_interval, remaining))
-
-    def get_job_result(self, external_id: Any, context: Any) -> dict[str, Any]:
-        return self._result or archive_report(self, context, str(external_id))
-
-
-class _NoSecondReport:
-    """Before Airflow 3.3, once the job exists any failure ends the task without retries (naming the job):
-    nothing would stop a retry from creating, and paying for, a second report."""
-
-    def __init__(self, operator: ReportPipelineMixin) -> None:
-        self.operator = operator
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        job_id = getattr(self.operator, "_job_id", None)
-        if exc is None or AIRFLOW_V_3_3_PLUS or job_id is None:
-            return
-        # Timeouts and SIGTERM arrive as BaseException subclasses: they must not lead to a retry either.
-        if isinstance(exc, (AirflowFailException, PatsnapJobFailedError, GeneratorExit, KeyboardInterrupt)):
-            return
-        if type(exc).__name__ == "TaskDeferred":
-            return
-        raise AirflowFailException(
-            f"{exc}. Report job {job_id} exists (and is paid for): archive it with "
-            f"PatsnapDownloadReportOperator(job_id={job_id!r}) instead of re-running this task, which would "
-            "create a second report (Airflow before 3.3 keeps nothing between attempts)."
-        ) from exc

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
-from airflow_provider_patsnap.durable import durable_call
+from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import plain_json
@@ -34,8 +35,9 @@ class PatsnapApiOperator(BaseOperator):
     The XCom is plain JSON: decimals from PatSnap become ``float`` (use ``PatsnapHook.run`` in a
     ``@task`` to keep them exact). A billable call is made once across attempts as well: on Airflow
     3.3+ a retry returns the answer the first attempt recorded (answers up to 64 KiB; a larger one
-    fails the retry, saying so); on any version a call interrupted after it may have been sent fails
-    without Airflow retries. Clearing the task calls again.
+    fails the retry, saying so); before 3.3 the answer is pushed to XCom (``patsnap_api_call``)
+    inside ``execute``, and on any version a call interrupted after it was sent fails without
+    Airflow retries. Clearing the task calls again.
     """
 
     template_fields: Sequence[str] = ("endpoint", "query", "json")
@@ -62,24 +64,29 @@ class PatsnapApiOperator(BaseOperator):
         self.billable = billable
         self.patsnap_conn_id = patsnap_conn_id
 
+    @cached_property
+    def hook(self) -> PatsnapHook:
+        return PatsnapHook(self.patsnap_conn_id)
+
     @property
     def api_docs_path(self) -> str:
         return self.endpoint if isinstance(self.endpoint, str) and "{{" not in self.endpoint else ""
 
     def execute(self, context: Any) -> Any:
         with airflow_failure_semantics():
-            hook = PatsnapHook(self.patsnap_conn_id)
             billable = self.method == "POST" if self.billable is None else bool(self.billable)
 
-            def call() -> Any:
-                data = hook.run(self.method, self.endpoint, params=self.query, json=self.json, billable=billable)
+            def call(on_send: Callable[[], None] | None = None) -> Any:
+                data = self.hook.run(
+                    self.method, self.endpoint, params=self.query, json=self.json, billable=billable, on_send=on_send
+                )
                 return plain_json(data)
 
             if not billable:
                 return call()
             # Once across attempts too: a retry returns what the first attempt got (3.3+, small answers),
-            # and a call interrupted after it may have been sent fails without Airflow retries.
-            return durable_call(context, call, key=API_KEY, what=f"{self.method} {self.endpoint}", log=self.log)
+            # and a call interrupted after it was sent fails without Airflow retries.
+            return TaskRun(context, self.log).buy_once(API_KEY, f"{self.method} {self.endpoint}", call)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self, dict(self.query or {}))
+        return lineage_of(self.hook, self.api_docs_path, dict(self.query or {}), None)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_patsnap import validation, valuation
+from airflow_provider_patsnap.billing import TaskRun, open_book, request_digest
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
-from airflow_provider_patsnap.operators._checkpoint import open_checkpoint
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
 from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.storage import Destination, user_uri
@@ -30,9 +31,12 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
     ``{"uri", "records", "requested", "missing"}`` with ``missing`` per indicator. As for reports, an
     existing file is kept unless ``overwrite=True`` (the same bytes again, a retry, is success).
 
-    Completed batches are checkpointed as they arrive (beside the destination; in XCom mode in the
-    task state store on Airflow 3.3+), so an Airflow retry fetches, and PatSnap bills, only the
-    batches still missing. Numbers are plain ``int``/``float`` (never ``Decimal``).
+    Batches are billable units of the task's run (``billing.batches``): completed ones are
+    checkpointed as they arrive (beside the destination; in XCom mode in the task state store on
+    Airflow 3.3+), so an Airflow retry fetches, and PatSnap bills, only the batches still missing; a
+    batch whose answer was lost is sent again at most ``max_ambiguous_replays`` times (connection
+    extra, default 1) across all attempts; and a retry after the output was published returns it
+    without a call. Numbers are plain ``int``/``float`` (never ``Decimal``).
     """
 
     template_fields: Sequence[str] = (
@@ -86,30 +90,47 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
         final = target.resolve(self.default_filename) if target else None
         self._requested = len(numbers) + len(ids)
+        run = TaskRun(context, self.log)
+        book = open_book(run, final, self._requested, self.hook.config.max_ambiguous_replays)
+        digest = request_digest([spec.code for spec in specs], numbers, ids)
+        done = book.finished(digest)
+        if done is not None:
+            # "execute returned but success was not recorded" (a lost worker, a failed XCom push).
+            self.log.info(
+                "An earlier attempt of this run already wrote %s (same request, same bytes): no call.", done["uri"]
+            )
+            return self._published(context, done)
         planned = valuation.plan_batches(specs, numbers, ids)
-        checkpoint = open_checkpoint(context, final, self._requested, self.log)
-        pages = checkpoint.completed(planned)
+        pages = book.completed(planned)
         if pages:
             self.log.info(
                 "Resuming: %d of %d batch(es) were fetched by an earlier attempt (%s); fetching the other %d.",
                 len(pages),
                 len(planned),
-                checkpoint.kind,
+                book.kind,
                 len(planned) - len(pages),
             )
         todo = [batch for batch in planned if batch.key not in pages]
-        pages.update(PatsnapHook(self.patsnap_conn_id).fetch_batches(todo, on_batch=checkpoint.save))
+        pages.update(self.hook.fetch_batches(todo, on_batch=book.save, budget=book))
+        if book.total:
+            self.log.warning(
+                "%d batch(es) were sent again after a lost answer (each may have been billed).", book.total
+            )
         records, missing = merge(specs, planned, pages, numbers, ids)
         self._log_missing(missing)
         if final is None:
-            checkpoint.finish()
+            book.finish(digest, None)
             return records
         size = write_lines_atomically(final, _json_lines(records), key="indicators", overwrite=self.overwrite)
-        checkpoint.finish()
         result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
         result["missing"] = self.missing_value(missing)
+        result["ambiguous_replays"] = book.total
+        book.finish(digest, result)
         self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
-        annotate_outlet_events(self, context, result)
+        return self._published(context, result)
+
+    def _published(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
+        annotate_outlet_events(self.outlets, context, result)
         self._written_uri = result["uri"]
         return result
 
@@ -128,8 +149,17 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
                     preview,
                 )
 
+    @cached_property
+    def hook(self) -> PatsnapHook:
+        return PatsnapHook(self.patsnap_conn_id)
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self, {"patents": getattr(self, "_requested", None)})
+        return lineage_of(
+            self.hook,
+            self.api_docs_path,
+            {"patents": getattr(self, "_requested", None)},
+            getattr(self, "_written_uri", None),
+        )
 
 
 class PatsnapLegalIndicatorsOperator(PatsnapPatentIndicatorsOperator):

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
-from airflow_provider_patsnap.durable import durable_create
+from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, archive_report, lineage_of
+from airflow_provider_patsnap.operators._common import (
+    ArchiveTarget,
+    airflow_failure_semantics,
+    annotate_outlet_events,
+    archive_report,
+    lineage_of,
+)
 from airflow_provider_patsnap.operators._pipeline import ReportPipelineMixin
 from airflow_provider_patsnap.version_compat import BaseOperator
+
+#: The create's record in the run's billable state (0.2's key: entries written before an upgrade are read).
+CREATE_KEY = "patsnap_create"
+#: Where the job id is also pushed inside ``execute`` when nothing outlives an attempt (before Airflow 3.3).
+JOB_ID_XCOM = "patsnap_job_id"
 
 
 class _CreateReportOperator(BaseOperator):
@@ -38,6 +50,10 @@ class _CreateReportOperator(BaseOperator):
         self.logo = logo
         self.patsnap_conn_id = patsnap_conn_id
 
+    @cached_property
+    def hook(self) -> PatsnapHook:
+        return PatsnapHook(self.patsnap_conn_id)
+
     @property
     def api_docs_path(self) -> str:
         return self.report_kind.create_path(self.logo)
@@ -46,16 +62,24 @@ class _CreateReportOperator(BaseOperator):
     def identifiers(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.identifier_fields}
 
-    def create(self, hook: PatsnapHook) -> str:
+    def create(self, hook: PatsnapHook, on_send: Callable[[], None] | None = None) -> str:
         raise NotImplementedError
+
+    def buy(self, run: TaskRun) -> str:
+        """The create, at most once for the task's run (a retry reattaches to the job)."""
+        return run.buy_once(
+            CREATE_KEY,
+            f"{self.report_kind.code} create",
+            lambda on_send: self.create(self.hook, on_send),
+            xcom_key=JOB_ID_XCOM,
+        )
 
     def execute(self, context: Any) -> str:
         with airflow_failure_semantics():
-            hook = PatsnapHook(self.patsnap_conn_id)
-            return durable_create(context, lambda: self.create(hook), what=self.report_kind.code, log=self.log)
+            return self.buy(TaskRun(context, self.log))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self, self.identifiers)
+        return lineage_of(self.hook, self.api_docs_path, self.identifiers, getattr(self, "_written_uri", None))
 
 
 class PatsnapCreateEnterpriseReportOperator(_CreateReportOperator):
@@ -85,8 +109,10 @@ class PatsnapCreateEnterpriseReportOperator(_CreateReportOperator):
         self.credit_code = credit_code
         self.org_number = org_number
 
-    def create(self, hook: PatsnapHook) -> str:
-        return hook.create_enterprise_report(report_type=self.report_type, logo=self.logo, **self.identifiers)
+    def create(self, hook: PatsnapHook, on_send: Callable[[], None] | None = None) -> str:
+        return hook.create_enterprise_report(
+            report_type=self.report_type, logo=self.logo, on_send=on_send, **self.identifiers
+        )
 
 
 class PatsnapCreatePatentValueReportOperator(_CreateReportOperator):
@@ -113,8 +139,10 @@ class PatsnapCreatePatentValueReportOperator(_CreateReportOperator):
         self.patent_id = patent_id
         self.patent_number = patent_number
 
-    def create(self, hook: PatsnapHook) -> str:
-        return hook.create_patent_value_report(report_type=self.report_type, logo=self.logo, **self.identifiers)
+    def create(self, hook: PatsnapHook, on_send: Callable[[], None] | None = None) -> str:
+        return hook.create_patent_value_report(
+            report_type=self.report_type, logo=self.logo, on_send=on_send, **self.identifiers
+        )
 
 
 class PatsnapDownloadReportOperator(BaseOperator):
@@ -152,16 +180,24 @@ class PatsnapDownloadReportOperator(BaseOperator):
         self.overwrite = overwrite
         self.patsnap_conn_id = patsnap_conn_id
 
+    @cached_property
+    def hook(self) -> PatsnapHook:
+        return PatsnapHook(self.patsnap_conn_id)
+
     @property
     def api_docs_path(self) -> str:
         return status_docs_path(self.report_kind)
 
     def execute(self, context: Any) -> dict[str, Any]:
         with airflow_failure_semantics():
-            return archive_report(self, context, self.job_id)
+            target = ArchiveTarget(self.destination, self.destination_conn_id, self.overwrite)
+            result = archive_report(self.hook, self.report_kind, self.job_id, target)
+        annotate_outlet_events(self.outlets, context, result)
+        self._written_uri = result["uri"]
+        return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self, {"job_id": self.job_id})
+        return lineage_of(self.hook, self.api_docs_path, {"job_id": self.job_id}, getattr(self, "_written_uri", None))
 
 
 class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpriseReportOperator):
@@ -169,9 +205,10 @@ class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpri
 
     Takes the create operator's parameters plus ``destination`` (a path or ObjectStoragePath URI;
     ending in ``/`` is a folder), ``destination_conn_id``, ``overwrite``, ``poll_interval`` (s),
-    ``timeout`` (s) and ``deferrable``. Returns the download operator's dict (with ``job_id``). A
-    retry never creates a second report: it reattaches to the job (Airflow 3.3+) or, on older
-    Airflow, fails without retries once the job exists, naming it.
+    ``timeout`` (s), ``deferrable`` and ``job_id`` (attach to an existing job instead of creating).
+    Returns the download operator's dict (with ``job_id``). A retry never creates a second report:
+    it reattaches to the job (Airflow 3.3+) or, on older Airflow, fails without retries once the job
+    exists. Every failure after the create names the job and how to finish it.
     """
 
 

@@ -5,21 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow_provider_patsnap.durable import window_end
-from airflow_provider_patsnap.errors import (
-    PatsnapError,
-    PatsnapInputError,
-    PatsnapJobFailedError,
-    PatsnapRetryableError,
-)
+from airflow_provider_patsnap import waiting
+from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
-from airflow_provider_patsnap.models import ReportKind
-from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
 from airflow_provider_patsnap.version_compat import (
-    AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -27,6 +20,7 @@ from airflow_provider_patsnap.version_compat import (
     PokeReturnValue,
     default_deferrable,
 )
+from airflow_provider_patsnap.waiting import Verdict, WaitEvent
 
 #: PatSnap generates reports in 1 to 10 minutes; an hour is a generous default ceiling.
 DEFAULT_TIMEOUT = 60 * 60
@@ -67,7 +61,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
         self.patsnap_conn_id = patsnap_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    @property
+    @cached_property
     def hook(self) -> PatsnapHook:
         return PatsnapHook(self.patsnap_conn_id)
 
@@ -76,22 +70,22 @@ class PatsnapReportJobSensor(BaseSensorOperator):
         return status_docs_path(self.report_kind)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        try:
-            job = self.hook.get_report_job(self.report_kind, self.job_id)
-        except (PatsnapInputError, ValueError) as exc:
-            raise AirflowFailException(str(exc)) from None
-        except PatsnapRetryableError as exc:
-            # Transient trouble after the hook's own retries: keep waiting until the sensor times out.
-            self.log.warning("Status check failed, will poke again: %s", exc)
+        verdict, _ = waiting.look(self.hook, self.report_kind, str(self.job_id))
+        if verdict.waiting:
+            (self.log.warning if verdict.message.startswith("Status check failed") else self.log.info)(
+                "%s", verdict.message
+            )
             return False
-        except PatsnapError as exc:
-            raise AirflowFailException(str(exc)) from None
-        self.log.info("%s", job.describe())
-        try:
-            done = job.is_done()
-        except PatsnapJobFailedError as exc:
-            raise AirflowFailException(str(exc)) from None
-        return PokeReturnValue(is_done=True, xcom_value=job.to_xcom()) if done else False
+        return self._ended(verdict)
+
+    def _ended(self, verdict: Verdict) -> PokeReturnValue:
+        if verdict.event is WaitEvent.SUCCESS:
+            self.log.info("%s", verdict.message)
+            return PokeReturnValue(is_done=True, xcom_value=verdict.job)
+        if verdict.event is WaitEvent.TIMEOUT:
+            self._timed_out(verdict.message)
+        # The job failed on PatSnap's side, or a permanent error: retrying the wait cannot help.
+        raise AirflowFailException(verdict.message)
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -101,24 +95,17 @@ class PatsnapReportJobSensor(BaseSensorOperator):
         polled_at = time.time()
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        end_time = window_end(context, WAIT_KEY, _seconds(self.timeout), polled_at)
-        remaining = end_time - polled_at
-        if remaining <= 0:
-            self._timed_out(f"{ReportKind.parse(self.report_kind).code} job {self.job_id} did not finish in time")
-        interval = _seconds(self.poke_interval)
-        self.defer(
-            trigger=PatsnapReportJobTrigger(
-                job_id=str(self.job_id),
-                report_kind=ReportKind.parse(self.report_kind).value,
-                end_time=end_time,
-                patsnap_conn_id=self.patsnap_conn_id,
-                poll_interval=interval,
-                last_polled_at=polled_at,
-            ),
-            method_name="execute_complete",
-            # Airflow's own deadline is the backstop (a triggerer that is down); the trigger's timeout
-            # event, a little earlier, carries the job's last known state.
-            timeout=timedelta(seconds=remaining + min(interval, 60.0)),
+        end_time = TaskRun(context, self.log).window_end(WAIT_KEY, _seconds(self.timeout), polled_at)
+        if end_time - polled_at <= 0:
+            self._timed_out(waiting.timeout_message(self.report_kind, str(self.job_id)))
+        waiting.defer(
+            self,
+            kind=self.report_kind,
+            job_id=str(self.job_id),
+            conn_id=self.patsnap_conn_id,
+            end_time=end_time,
+            polled_at=polled_at,
+            poll_interval=_seconds(self.poke_interval),
         )
 
     def _first_poke(self, context: Any) -> bool | PokeReturnValue:
@@ -137,18 +124,7 @@ class PatsnapReportJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired; runs in a new process, so everything comes from ``event``."""
-        if not event:
-            raise AirflowException("PatSnap trigger resumed the task without an event")
-        status, message = event.get("status"), event.get("message", "")
-        if status == "success":
-            self.log.info("%s", message)
-            return event["job"]
-        if status == "timeout":
-            self._timed_out(message)
-        if status in ("failed", "error"):
-            # Job failed on PatSnap's side, or a permanent error: retrying the wait cannot help.
-            raise AirflowFailException(message)
-        raise AirflowException(message or f"unexpected trigger event {event!r}")
+        return dict(self._ended(waiting.read_event(event)).xcom_value or {})
 
 
 def _seconds(value: timedelta | float) -> float:

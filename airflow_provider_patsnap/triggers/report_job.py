@@ -7,18 +7,24 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow_provider_patsnap.errors import PatsnapError, PatsnapJobFailedError, PatsnapRetryableError
+from airflow_provider_patsnap import waiting
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import ReportKind, normalize_job_id
+from airflow_provider_patsnap.redaction import remote_text
 from airflow_provider_patsnap.triggers._schedule import PollSchedule, drain_for
 from airflow_provider_patsnap.version_compat import BaseTrigger, TriggerEvent
+from airflow_provider_patsnap.waiting import Verdict, WaitEvent
+
+#: The look at the deadline waits at most this long (or half a poll interval, if shorter) for its answer.
+LAST_LOOK_SECONDS = 10.0
 
 
 class PatsnapReportJobTrigger(BaseTrigger):
     """Polls a report job's status asynchronously and fires exactly one event.
 
     The event payload is plain JSON: ``{"status": "success" | "failed" | "timeout" | "error",
-    "message": str, "job": {...}}`` where ``job`` is ``ReportJob.to_xcom()`` (no signed link).
+    "message": str, "job": {...}}`` (``waiting.WaitEvent``; ``job`` is ``ReportJob.to_xcom()``, no
+    signed link). Whatever happens while looking, the trigger ends with an event, never by dying.
 
     :param job_id: the PatSnap job id (string).
     :param report_kind: ``"enterprise"`` or ``"patent_value"``.
@@ -60,7 +66,7 @@ class PatsnapReportJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = PatsnapHook(self.patsnap_conn_id)
-        job_summary: dict[str, Any] = {"job_id": self.job_id, "report_kind": self.report_kind}
+        known = waiting.summary(self.report_kind, self.job_id)
         schedule = PollSchedule(self.poll_interval, drain_for(self.patsnap_conn_id, self.report_kind))
         last_seen = None
         # The sensor looked just before deferring: the next look is due one interval after that one.
@@ -72,47 +78,27 @@ class PatsnapReportJobTrigger(BaseTrigger):
             remaining = self.end_time - time.time()
             last_look = remaining <= 0  # at the deadline: one last look, itself bounded by one interval
             try:
-                # The deadline also bounds the poll: under load a poll waits in the account's
+                # The deadline also bounds the look: under load a poll waits in the account's
                 # rate-limit queue, and the timeout must not wait behind it.
                 budget = min(self.poll_interval / 2, LAST_LOOK_SECONDS) if last_look else remaining
-                job = await asyncio.wait_for(hook.aget_report_job(self.report_kind, self.job_id), budget)
+                verdict, job = await asyncio.wait_for(waiting.alook(hook, self.report_kind, self.job_id), budget)
             except asyncio.TimeoutError:
-                yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
-                return
-            except PatsnapJobFailedError as exc:
-                yield TriggerEvent({"status": "failed", "message": str(exc), "job": job_summary})
-                return
-            except PatsnapRetryableError as exc:
-                # The hook already retried; an outage shorter than the timeout must not fail the wait.
-                self.log.warning("Status check failed, will poll again: %s", exc)
-                if last_look:
-                    yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
-                    return
-                wait = self.poll_interval
-                continue
-            except PatsnapError as exc:
-                yield TriggerEvent({"status": "error", "message": str(exc), "job": job_summary})
-                return
-            job_summary = job.to_xcom()
-            if job.describe() != last_seen:
-                last_seen = job.describe()
-                self.log.info("%s", last_seen)
-            try:
-                done = job.is_done()
-            except PatsnapJobFailedError as exc:
-                yield TriggerEvent({"status": "failed", "message": str(exc), "job": job_summary})
-                return
-            if done:
-                yield TriggerEvent({"status": "success", "message": last_seen, "job": job_summary})
+                verdict, job = self._timed_out(known), None
+            except Exception as exc:  # anything else: an event that says so, never a dead trigger
+                detail = f"{type(exc).__name__}: {remote_text(str(exc))}"
+                verdict, job = Verdict(WaitEvent.ERROR, f"unexpected error while looking: {detail}", known), None
+            if job is not None:
+                known = verdict.job
+            if verdict.message != last_seen:
+                last_seen = verdict.message
+                (self.log.warning if job is None and verdict.waiting else self.log.info)("%s", verdict.message)
+            if not verdict.waiting:
+                yield TriggerEvent(waiting.payload(verdict))
                 return
             if last_look:
-                yield TriggerEvent({"status": "timeout", "message": self._timeout_message(), "job": job_summary})
+                yield TriggerEvent(waiting.payload(self._timed_out(known)))
                 return
-            wait = schedule.next_wait(job, time.monotonic())
+            wait = schedule.next_wait(job, time.monotonic()) if job is not None else self.poll_interval
 
-    def _timeout_message(self) -> str:
-        return f"{ReportKind(self.report_kind).code} job {self.job_id} did not finish in time"
-
-
-#: The look at the deadline waits at most this long (or half a poll interval, if shorter) for its answer.
-LAST_LOOK_SECONDS = 10.0
+    def _timed_out(self, known: dict[str, Any]) -> Verdict:
+        return Verdict(WaitEvent.TIMEOUT, waiting.timeout_message(self.report_kind, self.job_id), known)

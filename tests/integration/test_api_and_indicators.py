@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError
+from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.api import PatsnapApiOperator
 from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
@@ -135,15 +135,16 @@ def test_records_go_to_xcom_without_a_destination(emulator: PatsnapEmulator, emu
     json.dumps(records)
 
 
-def test_a_permanent_error_in_one_batch_cancels_the_rest(
+def test_an_error_in_one_batch_cancels_the_rest(
     emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_PATSNAP_DEFAULT", emulator.connection_json(qps=2, max_concurrency=1, retry_wait_min=0.01)
     )
-    emulator.outage("technology", seconds=60, status=403)  # a permanent refusal on one indicator
+    # A gateway's 403 page on one indicator: transient-looking (retried once, then left to Airflow's retries).
+    emulator.outage("technology", seconds=60, status=403)
     patents = [f"CN{300000 + i}A" for i in range(1000)]  # 10 batches per indicator
-    with pytest.raises(AirflowFailException, match="HTTP 403"):
+    with pytest.raises(PatsnapRetryableError, match="HTTP 403: refused by a gateway page"):
         PatsnapPatentIndicatorsOperator(
             task_id="x", patent_numbers=patents, indicators=["technology", "legal"], destination=f"{tmp_path}/"
         ).execute({})
@@ -188,12 +189,12 @@ def test_an_interrupted_portfolio_stops_at_once_and_keeps_every_answered_batch(
 def test_a_retried_billable_call_returns_the_first_answer(
     emulator: PatsnapEmulator, emu_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_patsnap import durable
+    from airflow_provider_patsnap.billing import backends
 
     class TI:
         max_tries = 0
 
-    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)
     context = {"task_state_store": TaskStateStore(), "ti": TI()}
     operator = PatsnapApiOperator(
         task_id="api", method="POST", endpoint=CREATE, json={"report_type": "pdf", "company_name": "Once Co"}

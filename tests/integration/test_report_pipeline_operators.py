@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from airflow_provider_patsnap import durable
+from airflow_provider_patsnap import waiting
+from airflow_provider_patsnap.billing import TaskRun, backends
 from airflow_provider_patsnap.operators import _pipeline
 from airflow_provider_patsnap.operators.reports import PatsnapEnterpriseReportOperator, PatsnapPatentValueReportOperator
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
@@ -91,15 +92,15 @@ def test_a_failed_report_fails_without_retries(emulator: PatsnapEmulator, emu_co
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="ResumableJobMixin and the task state store arrive in 3.3")
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_a_retry_reattaches_instead_of_creating(
-    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, deferrable: bool
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, deferrable: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class TI:
-        max_tries = 2  # retries=2: generation 1
+        max_tries = 2  # retries=2: the run is 2 for every attempt
         stats_tags: ClassVar[dict[str, str]] = {}
 
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)  # the task state store (3.3+), in memory
     store = TaskStateStore()
     context: dict[str, Any] = {"task_state_store": store, "ti": TI()}
     operator = enterprise(tmp_path, deferrable=deferrable, retries=2)
@@ -107,7 +108,7 @@ def test_a_retry_reattaches_instead_of_creating(
     emulator.job_seconds = 0.5
 
     # Attempt 1 creates, then its worker is lost while waiting.
-    create_and_die = operator.submit_job(context)
+    create_and_die = operator.buy(TaskRun(context, operator.log))
     # Attempt 2.
     if deferrable:
         with pytest.raises(TaskDeferred) as info:
@@ -125,7 +126,7 @@ def test_before_3_3_a_failure_after_the_create_never_leads_to_a_second_report(
     emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_pipeline, "AIRFLOW_V_3_3_PLUS", False)
-    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", False)
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", False)
     emulator.job_seconds = 0
     emulator.outage("cdn", seconds=60, status=503)  # the archive step cannot finish
 
@@ -151,7 +152,7 @@ def test_mapping_over_companies_gives_one_report_each(emulator: PatsnapEmulator,
 
 def before_3_3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_pipeline, "AIRFLOW_V_3_3_PLUS", False)
-    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", False)
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", False)
 
 
 def test_before_3_3_a_timeout_while_waiting_never_leads_to_a_second_report(
@@ -168,7 +169,7 @@ def test_before_3_3_a_timeout_while_waiting_never_leads_to_a_second_report(
     def execution_timeout(seconds: float) -> None:
         raise AirflowTaskTimeout("Timeout, PID: 1")  # what Airflow raises inside the task
 
-    monkeypatch.setattr(_pipeline.time, "sleep", execution_timeout)
+    monkeypatch.setattr(waiting.time, "sleep", execution_timeout)
     with pytest.raises(AirflowFailException) as info:
         enterprise(tmp_path, deferrable=False, retries=2).execute({})
     (job_id,) = emulator.job_ids()

@@ -258,7 +258,13 @@ def test_legal_indicators_write_json_lines_to_s3(
     result = op.execute({})
 
     key = f"lake/dt={DAY}/legal_indicators.jsonl"
-    assert result == {"uri": f"s3://{bucket}/{key}", "records": 2, "requested": 3, "missing": ["CN000UNKNOWN1"]}
+    assert result == {
+        "uri": f"s3://{bucket}/{key}",
+        "records": 2,
+        "requested": 3,
+        "missing": ["CN000UNKNOWN1"],
+        "ambiguous_replays": 0,
+    }
     assert s3.keys(bucket) == [key]
     body = s3.get(bucket, key)
     history = s3.history(bucket)

@@ -125,6 +125,12 @@ def test_hook_raises_the_documented_ambiguous_error(oauth_conn: str, factory: Ca
         pytest.param({"body": envelope(code=68300005, msg="Search API failure")}, id="68300005"),
         pytest.param({"body": envelope(code=68399999, msg="Something new")}, id="unknown-code"),
         pytest.param({"body": envelope(code=67200000, msg="Server Internal Error!")}, id="67200000"),
+        # "Try again later" and a 503 do not prove nothing ran (a gateway may answer 503 after the backend took it).
+        pytest.param({"body": envelope(code=68300008)}, id="68300008"),
+        pytest.param({"status": 503, "body": "<html>Unavailable</html>", "content_type": "text/html"}, id="503-html"),
+        pytest.param({"status": 503, "body": envelope(code=0)}, id="503-patsnap-json"),
+        pytest.param({"status": 302, "headers": {"Location": "https://maintenance.example/"}}, id="302-maintenance"),
+        pytest.param({"body": envelope(code=0).replace("true", "false")}, id="codeless-failure"),
     ],
 )
 def test_create_that_patsnap_may_have_run_says_so_and_is_not_resent(
@@ -151,9 +157,8 @@ def test_create_that_patsnap_may_have_run_says_so_and_is_not_resent(
     [
         pytest.param({"body": requests.ConnectTimeout("connect timed out")}, id="connect-timeout"),
         pytest.param({"status": 429, "body": envelope(code=67200002)}, id="429"),
-        pytest.param({"body": envelope(code=68300008)}, id="68300008"),
-        pytest.param({"status": 503, "body": "<html>Unavailable</html>", "content_type": "text/html"}, id="503-html"),
-        pytest.param({"status": 503, "body": envelope(code=0)}, id="503-patsnap-json"),
+        pytest.param({"status": 408, "body": "<html>Request timeout</html>", "content_type": "text/html"}, id="408"),
+        pytest.param({"status": 404, "body": "<html>Not found</html>", "content_type": "text/html"}, id="gateway-404"),
         pytest.param({"body": envelope(code=67200003)}, id="token-expired"),
     ],
 )

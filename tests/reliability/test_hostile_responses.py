@@ -125,7 +125,9 @@ def test_odd_status_answer_fails_the_download_cleanly(
 
     exc = expect_failure(lambda: download_into(tmp_path / "dest").execute({}))
 
-    assert isinstance(exc, AirflowFailException), f"{type(exc).__name__}: {exc}"
+    # Permanent, or (an answer that only looks wrong: a codeless failure, a done job without its link yet)
+    # transient and left to Airflow's retries; never anything but the provider's or Airflow's error.
+    assert isinstance(exc, (AirflowFailException, PatsnapRetryableError)), f"{type(exc).__name__}: {exc}"
     assert files_under(tmp_path) == []
 
 

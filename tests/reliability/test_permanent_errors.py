@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import responses
 
+from airflow_provider_patsnap.errors import PatsnapRetryableError
 from airflow_provider_patsnap.operators.indicators import PatsnapLegalIndicatorsOperator
 from airflow_provider_patsnap.operators.reports import (
     PatsnapCreateEnterpriseReportOperator,
@@ -42,7 +43,6 @@ PERMANENT_CODES = [
     pytest.param(67200005, "Insufficient balance, call failed!", id="67200005-balance"),
     pytest.param(67200004, "No permission or the API package quota is used up!", id="67200004-quota-permission"),
     pytest.param(67200001, "API call exceeds the total limit set by the platform!", id="67200001-total-limit"),
-    pytest.param(67200007, "Exceeded the daily call limit!", id="67200007-daily-limit"),
     pytest.param(67200006, "This client has expired!", id="67200006-client-expired"),
     pytest.param(68300004, "Invalid parameter!", id="68300004-invalid-parameter"),
     pytest.param(68300007, "Bad request!", id="68300007-bad-request"),
@@ -121,14 +121,70 @@ def test_permanent_error_code_fails_the_task_at_once(
     assert files_under(tmp_path) == []
 
 
+BILLABLE = [p for p in OPERATORS if p.id in ("create-enterprise", "create-patent-value", "legal-indicators")]
+READS = [p for p in OPERATORS if p.id in ("download", "sensor-poke")]
+
+
+@pytest.mark.parametrize(("factory", "method", "url", "how"), BILLABLE)
+def test_a_daily_limit_fails_what_would_buy_at_once(
+    oauth_conn: str,
+    sleeps: list[float],
+    tmp_path: Path,
+    factory: Callable[[Path], Any],
+    method: str,
+    url: str,
+    how: str,
+) -> None:
+    body = {"status": False, "error_code": 67200007, "error_msg": "Exceeded the daily call limit!"}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.post(TOKEN_URL, json={"token": "tok-permanent", "expires_in": 1800})
+        rsps.add(method, url, json=body)
+        exc = expect_failure(_drive(factory(tmp_path), how))
+        assert isinstance(exc, AirflowFailException) and "67200007" in str(exc), f"{type(exc).__name__}: {exc}"
+        assert _calls_to(rsps, url) == 1
+
+
+@pytest.mark.parametrize(("factory", "method", "url", "how"), READS)
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param({"json": {"status": False, "error_code": 67200007, "error_msg": "daily limit"}}, id="67200007"),
+        pytest.param({"status": 403, "body": "<html>403 Forbidden</html>", "content_type": "text/html"}, id="403-html"),
+        pytest.param({"status": 302, "headers": {"Location": "https://maintenance.example/"}}, id="302"),
+        pytest.param({"json": {"status": False, "error_code": 0}}, id="codeless-failure"),
+        pytest.param({"json": {"status": False, "error_code": 68300099}}, id="unknown-code"),
+    ],
+)
+def test_a_read_that_only_looks_wrong_is_retried_a_bounded_number_of_times_then_left_to_airflow(
+    api_key_conn: str,
+    sleeps: list[float],
+    tmp_path: Path,
+    factory: Callable[[Path], Any],
+    method: str,
+    url: str,
+    how: str,
+    response: dict[str, Any],
+) -> None:
+    """A status read that meets a gateway page, a daily limit or an unknown code: permanent only when
+    PatSnap's own code says so."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(method, url, **response)
+        if how == "poke":  # the sensor keeps waiting
+            assert factory(tmp_path).poke({}) is False
+        else:  # an ordinary failure: Airflow's retries apply
+            exc = expect_failure(_drive(factory(tmp_path), how))
+            assert isinstance(exc, PatsnapRetryableError), f"{type(exc).__name__}: {exc}"
+        assert _calls_to(rsps, url) == 2  # one more try within the hook, no more
+    assert files_under(tmp_path) == []
+
+
 @pytest.mark.parametrize(("factory", "method", "url", "how"), OPERATORS)
 @pytest.mark.parametrize(
     "response",
     [
         pytest.param({"status": 403, "json": {"status": False, "error_code": 67200004, "error_msg": "No permission"}}),
-        pytest.param({"status": 403, "body": "<html>403 Forbidden</html>", "content_type": "text/html"}),
     ],
-    ids=["403-envelope", "403-html"],
+    ids=["403-envelope"],
 )
 def test_permission_denied_fails_the_task_at_once(
     api_key_conn: str,

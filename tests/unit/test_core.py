@@ -208,10 +208,20 @@ def test_refused_token_is_dropped_refetched_once_and_the_call_replayed() -> None
     assert driver.sleeps() == []  # a token refresh is not a retry: no backoff
 
 
-def test_a_second_refusal_is_an_auth_error_not_a_loop() -> None:
-    driver, exc = drive(oauth(), token("a"), code(67200009), token("b"), code(67200009))
-    assert isinstance(exc, PatsnapAuthError) and "freshly fetched token was refused" in str(exc)
-    assert len(driver.sends()) == 4
+def test_fresh_tokens_refused_in_a_fleet_are_refetched_with_backoff_then_retryable() -> None:
+    """Another process fetched a newer token (one active token per client): a few fresh tokens, backing off."""
+    answers = [token("a"), code(67200009)] + [a for n in "bcd" for a in (token(n), code(67200009))]
+    driver, exc = drive(oauth(retry_wait_min=1.0, retry_wait_max=60.0, max_retries=0), *answers)
+    assert isinstance(exc, PatsnapRetryableError) and exc.outcome is Outcome.REJECTED
+    assert "refused 4 times in a row" in str(exc) and "one active token per client" in str(exc)
+    assert len(driver.sends()) == 8  # four tokens, four replays
+    waits = driver.sleeps()
+    assert len(waits) == 2 and 1.0 <= waits[0] < 2.0 and 2.0 <= waits[1] < 3.0  # after fresh ones only
+
+
+def test_a_fresh_token_accepted_after_a_refusal_succeeds() -> None:
+    driver, result = drive(oauth(), token("a"), code(67200009), token("b"), code(67200009), token("c"), ok("x"))
+    assert result == "x" and len(driver.sleeps()) == 1
 
 
 def test_api_key_refusal_is_an_auth_error_at_once() -> None:
@@ -242,8 +252,7 @@ def test_reads_are_replayed_on_every_transient_outcome() -> None:
     [
         pytest.param(TransportFailure("ConnectionError", connected=False), id="not-sent"),
         pytest.param(code(67200002, 429), id="rate-limited"),
-        pytest.param(code(68300008), id="service-busy"),
-        pytest.param(page(503), id="unavailable"),
+        pytest.param(page(408), id="request-timeout"),
     ],
 )
 def test_a_create_is_replayed_only_when_patsnap_surely_did_not_run_it(first: Response | TransportFailure) -> None:
@@ -261,6 +270,11 @@ def test_a_create_is_replayed_only_when_patsnap_surely_did_not_run_it(first: Res
         pytest.param(page(500), id="500"),
         pytest.param(Response(200, {}, b"<html>maintenance</html>"), id="200-html"),
         pytest.param(code(68300005), id="search-failure"),
+        pytest.param(code(68300008), id="service-busy"),  # "try again later" does not say nothing ran
+        pytest.param(page(503), id="unavailable"),  # a gateway may answer 503 after the backend took it
+        pytest.param(code(12345678), id="unknown-code"),
+        pytest.param(Response(302, {"Location": "https://maintenance.example/"}, b""), id="redirect"),
+        pytest.param(Response(200, {}, b'{"status": false, "error_code": 0}'), id="codeless-failure"),
     ],
 )
 def test_a_create_that_may_have_run_fails_at_once(first: Response | TransportFailure) -> None:

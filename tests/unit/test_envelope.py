@@ -108,9 +108,10 @@ def test_error_code_as_a_string_is_read_as_the_code() -> None:
         '{"status": false, "error_code": null}',
     ],
 )
-def test_a_failure_without_a_usable_code_on_2xx_is_a_response_error(body: str) -> None:
+def test_a_failure_without_a_usable_code_on_2xx_looks_transient_and_may_have_run(body: str) -> None:
     exc = fails(body)
-    assert type(exc) is PatsnapResponseError and "without a usable error_code" in str(exc)
+    assert type(exc) is PatsnapRetryableError and "without a usable error_code" in str(exc)
+    assert exc.outcome is Outcome.MAY_HAVE_RUN and exc.max_attempts == 2
 
 
 # --------------------------------------------------------------------------- the HTTP status second
@@ -119,7 +120,7 @@ def test_a_failure_without_a_usable_code_on_2xx_is_a_response_error(body: str) -
 @pytest.mark.parametrize(
     ("status", "cls", "outcome"),
     [
-        (503, PatsnapRetryableError, Outcome.REJECTED),
+        (503, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
         (429, PatsnapRateLimitError, Outcome.REJECTED),
         (502, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
         (401, PatsnapAuthError, Outcome.REJECTED),

@@ -39,7 +39,7 @@ def envelope_error(code: int, **kwargs: object) -> PatsnapError:
     ("code", "cls", "outcome"),
     [
         (67200002, PatsnapRateLimitError, Outcome.REJECTED),
-        (68300008, PatsnapRetryableError, Outcome.REJECTED),
+        (68300008, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),  # "try again later": not proof it did nothing
         (67200003, PatsnapTokenError, Outcome.REJECTED),
         (67200009, PatsnapTokenError, Outcome.REJECTED),
         (68300004, PatsnapPermanentError, Outcome.REJECTED),
@@ -47,8 +47,8 @@ def envelope_error(code: int, **kwargs: object) -> PatsnapError:
         (67200008, PatsnapAuthError, Outcome.REJECTED),
         (68300005, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
         (67200000, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
-        (68300009, PatsnapPermanentError, Outcome.MAY_HAVE_RUN),  # undocumented
-        (12345678, PatsnapPermanentError, Outcome.MAY_HAVE_RUN),
+        (68300009, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),  # undocumented: one more try for a read
+        (12345678, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
     ],
 )
 def test_envelope_codes(code: int, cls: type[PatsnapError], outcome: Outcome) -> None:
@@ -72,15 +72,18 @@ def test_every_documented_code_has_a_consistent_row(code: int) -> None:
     ("status", "cls", "outcome"),
     [
         (429, PatsnapRateLimitError, Outcome.REJECTED),
-        (503, PatsnapRetryableError, Outcome.REJECTED),
+        (503, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),  # a gateway may answer it after the backend took it
         (408, PatsnapRetryableError, Outcome.REJECTED),
         (500, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
         (502, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
         (504, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
         (520, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),
-        (401, PatsnapAuthError, Outcome.REJECTED),
-        (403, PatsnapAuthError, Outcome.REJECTED),
-        (404, PatsnapPermanentError, Outcome.REJECTED),
+        # A gateway's page in front of PatSnap (not PatSnap's envelope) looks transient: bounded.
+        (401, PatsnapRetryableError, Outcome.REJECTED),
+        (403, PatsnapRetryableError, Outcome.REJECTED),
+        (404, PatsnapRetryableError, Outcome.REJECTED),
+        (302, PatsnapRetryableError, Outcome.MAY_HAVE_RUN),  # a maintenance redirect
+        (400, PatsnapPermanentError, Outcome.REJECTED),
     ],
 )
 def test_http_statuses_without_a_code(status: int, cls: type[PatsnapError], outcome: Outcome) -> None:
@@ -89,6 +92,26 @@ def test_http_statuses_without_a_code(status: int, cls: type[PatsnapError], outc
     assert f"HTTP {status}" in str(exc) and "an HTML page" in str(exc)
     if isinstance(exc, PatsnapRetryableError):
         assert exc.retry_after == 3.0
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"), [(401, PatsnapAuthError), (403, PatsnapAuthError), (404, PatsnapPermanentError)]
+)
+def test_an_error_status_with_a_codeless_envelope_is_still_permanent(status: int, cls: type[PatsnapError]) -> None:
+    """An envelope is PatSnap speaking (not a gateway page): its 401/403/404 stands."""
+    assert type(error_from_http_status(endpoint=E, http_status=status)) is cls
+
+
+@pytest.mark.parametrize("status", [302, 401, 403, 404])
+def test_gateway_answers_that_look_transient_are_bounded(status: int) -> None:
+    exc = error_from_http_status(endpoint=E, http_status=status, body_hint="an HTML page")
+    assert isinstance(exc, PatsnapRetryableError) and exc.max_attempts == 2
+
+
+def test_a_daily_limit_on_a_read_is_a_pause_but_permanent_for_what_it_would_buy() -> None:
+    read = error_from_envelope(endpoint=E, code=67200007, message=None, http_status=200, read=True)
+    assert isinstance(read, PatsnapRetryableError) and read.max_attempts == 2
+    assert type(envelope_error(67200007)) is PatsnapPermanentError
 
 
 def test_unreadable_answer_is_transient_and_may_have_run() -> None:
@@ -119,8 +142,10 @@ def test_a_failed_preparing_step_leaves_the_call_unsent() -> None:
     [
         (error_from_transport(endpoint=E, name="ConnectError", connected=False), True, True),
         (error_from_http_status(endpoint=E, http_status=429), True, True),
-        (error_from_http_status(endpoint=E, http_status=503), True, True),
-        (envelope_error(68300008), True, True),
+        (error_from_http_status(endpoint=E, http_status=408), True, True),
+        (error_from_http_status(endpoint=E, http_status=503), True, False),
+        (envelope_error(68300008), True, False),
+        (envelope_error(12345678), True, False),
         (error_from_transport(endpoint=E, name="ReadTimeout", connected=True), True, False),
         (error_from_http_status(endpoint=E, http_status=502), True, False),
         (error_from_http_status(endpoint=E, http_status=504), True, False),
@@ -135,9 +160,9 @@ def test_may_replay(exc: BaseException, read: bool, billable: bool) -> None:
     assert may_replay(exc, billable=True) is billable
 
 
-def test_unknown_codes_are_permanent_and_may_have_run() -> None:
+def test_unknown_codes_get_one_more_try_and_may_have_run() -> None:
     row = classify_code(68399999)
-    assert row.error_class is ErrorClass.PERMANENT and row.outcome is Outcome.MAY_HAVE_RUN
+    assert row.error_class is ErrorClass.RETRY_LIMITED and row.outcome is Outcome.MAY_HAVE_RUN
 
 
 def test_platform_and_business_codes() -> None:

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_patsnap.errors import PatsnapInputError, PatsnapJobFailedError, PatsnapResponseError
+from airflow_provider_patsnap.errors import (
+    PatsnapInputError,
+    PatsnapJobFailedError,
+    PatsnapResponseError,
+    PatsnapRetryableError,
+)
 from airflow_provider_patsnap.models import (
     FAILED_STATES,
     RUNNING_STATES,
@@ -156,8 +161,8 @@ def test_the_job_id_asked_for_is_kept_whatever_patsnap_echoes(echo: Any) -> None
 
 
 @pytest.mark.parametrize("url", [None, "", 42, {"url": "https://cdn"}, ["https://cdn"]])
-def test_succeeded_without_a_usable_download_url_is_a_response_error(url: Any) -> None:
-    with pytest.raises(PatsnapResponseError, match="succeeded but PatSnap sent no usable download_url"):
+def test_succeeded_without_a_usable_download_url_looks_transient(url: Any) -> None:
+    with pytest.raises(PatsnapRetryableError, match="succeeded but PatSnap sent no usable download_url"):
         job_from({"job_id": "7", "job_status": 2, "download_url": url})
 
 

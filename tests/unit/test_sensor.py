@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_patsnap import durable
+from airflow_provider_patsnap.billing import backends
 from airflow_provider_patsnap.sensors.report_job import WAIT_KEY, PatsnapReportJobSensor
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import (
@@ -20,7 +20,7 @@ from tests.support import TaskStateStore
 
 
 class TI:
-    max_tries = 0  # no retries configured: the first try's generation is 1
+    max_tries = 0  # no retries configured: the run is 0
 
 
 def running_job(emulator: PatsnapEmulator) -> str:
@@ -52,10 +52,10 @@ def test_airflow_is_told_the_remaining_window(emulator: PatsnapEmulator, emu_con
 def test_a_retry_keeps_the_first_attempts_window(
     emulator: PatsnapEmulator, emu_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)
     store = TaskStateStore()
     first_started = time.time() - 100  # the first attempt began 100 s ago
-    store.data[WAIT_KEY] = {"started": first_started, "generation": 1}
+    store.data[WAIT_KEY] = {"started": first_started, "run": 0}
     context = {"task_state_store": store, "ti": TI(), "task": sensor("1")}
 
     job_id = running_job(emulator)
@@ -74,7 +74,7 @@ def test_a_retry_keeps_the_first_attempts_window(
 def test_the_first_window_is_recorded_for_later_attempts(
     emulator: PatsnapEmulator, emu_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(durable, "AIRFLOW_V_3_3_PLUS", True)
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)
     store = TaskStateStore()
     context = {"task_state_store": store, "ti": TI(), "task": sensor("1")}
     job_id = running_job(emulator)

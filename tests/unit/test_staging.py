@@ -221,27 +221,3 @@ def test_json_lines_replace_the_target_atomically(tmp_path: Path) -> None:
     assert write_lines_atomically(final, iter([b'{"a": 3}\n'])) == 9
     assert (tmp_path / "out" / "records.jsonl").read_bytes() == b'{"a": 3}\n'
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["records.jsonl"]
-
-
-def test_a_checkpoint_cleans_up_only_its_own_task_instances_staging(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    from airflow_provider_patsnap.durable import TaskMemory
-    from airflow_provider_patsnap.operators._checkpoint import StagedCheckpoint
-    from airflow_provider_patsnap.valuation import INDICATORS, Batch
-
-    final = local(tmp_path / "legal_indicators.jsonl")
-
-    def checkpoint(run_id: str, map_index: int) -> StagedCheckpoint:
-        ti = SimpleNamespace(dag_id="d", run_id=run_id, task_id="t", map_index=map_index, max_tries=0)
-        context = {"ti": ti, "task": SimpleNamespace(retries=0)}
-        return StagedCheckpoint(final, context, TaskMemory(context))
-
-    batch = Batch(indicator=INDICATORS["legal"], param="patent_number", patents=("CN1",))
-    mine, sibling, other_run = checkpoint("r1", 0), checkpoint("r1", 1), checkpoint("r2", 0)
-    for each in (mine, sibling, other_run):
-        each.save(batch, [{"pn": "CN1"}])
-    mine.finish()
-    assert not mine.folder.exists()
-    assert sibling.completed([batch]) == {batch.key: [{"pn": "CN1"}]}
-    assert other_run.completed([batch]) == {batch.key: [{"pn": "CN1"}]}

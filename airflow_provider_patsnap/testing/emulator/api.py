@@ -69,7 +69,7 @@ class _ApiHandler(_Handler):
         if not emu._admit(credential):
             self._rate_limited(emu.rate_limit_http_status)
             return
-        fault = emu._draw_fault()
+        fault = emu._draw_fault(route.action)
         if fault == "service_error":
             self._send_json(200, _error(*E_SERVICE))
         elif fault == "gateway_503":

@@ -20,6 +20,10 @@ class _Outage:
     start: float | None  # time.monotonic() when the window opened (None: not yet)
 
 
+#: The transient faults ``fault_rate`` draws from: 68300008, a gateway's HTML 503, a 429.
+FAULT_KINDS = ("service_error", "gateway_503", "rate_limited")
+
+
 class _FaultBook:
     """The faults half of :class:`PatsnapEmulator` (a mixin: the state it uses is set up there)."""
 
@@ -28,6 +32,7 @@ class _FaultBook:
     _fault_rng: random.Random
     _outages: list[_Outage]
     fault_rate: float
+    create_fault_kinds: tuple[str, ...]
     create_gateway_timeouts: int
     create_gateway_status: int
 
@@ -86,10 +91,13 @@ class _FaultBook:
             self._stats["gateway_timeouts"] += 1
             return int(self.create_gateway_status)
 
-    def _draw_fault(self) -> str | None:
+    def _draw_fault(self, action: str = "") -> str | None:
         with self._lock:
             rate = self.fault_rate
             if not rate or rate <= 0 or self._fault_rng.random() >= rate:
                 return None
+            kinds = tuple(self.create_fault_kinds) if action == "create" else FAULT_KINDS
+            if not kinds:
+                return None
             self._stats["faults"] += 1
-            return self._fault_rng.choice(("service_error", "gateway_503", "rate_limited"))
+            return self._fault_rng.choice(kinds)

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from .access import _AccessBook
 from .api import _ApiHandler
 from .cdn import _CdnHandler
-from .faults import _FaultBook, _Outage
+from .faults import FAULT_KINDS, _FaultBook, _Outage
 from .jobs import _Job, _JobBook
 from .links import _LinkSigner
 from .patents import _patent_id_for
@@ -46,6 +46,8 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
     * ``qps_limit`` (None) per credential, answered 67200002 with ``rate_limit_http_status`` (429).
     * ``fault_rate`` (0.0): probability that an authenticated API call gets a transient fault
       (68300008, an HTML 503 or a 429) instead of being served; drawn from ``seed``.
+      ``create_fault_kinds`` (all three: ``"service_error"``, ``"gateway_503"``, ``"rate_limited"``)
+      narrows what a create may get (the job is never made when a fault answers).
     * ``latency`` (0.0): seconds added to every API answer.
     * ``create_gateway_timeouts`` (0) and ``create_gateway_status`` (504): the next N report creates
       (R001/R002, any logo variant) create and bill their job, then answer that status with an
@@ -97,6 +99,7 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         self.token_ttl = token_ttl
         self.link_ttl = link_ttl
         self.fault_rate = fault_rate
+        self.create_fault_kinds: tuple[str, ...] = FAULT_KINDS
         self.qps_limit = qps_limit
         self.rate_limit_http_status = rate_limit_http_status
         self.latency = latency
