@@ -15,7 +15,7 @@ from airflow_provider_patsnap.operators import _pipeline
 from airflow_provider_patsnap.operators.reports import PatsnapEnterpriseReportOperator, PatsnapPatentValueReportOperator
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
-from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, TaskDeferred
+from airflow_provider_patsnap.version_compat import AirflowFailException, TaskDeferred
 from tests.support import TaskStateStore
 
 

@@ -1,9 +1,10 @@
 """Chaos runs: the report DAGs through real Airflow against an emulator that misbehaves on purpose.
 
 20% of API calls fail transiently (PatSnap's 68300008, a gateway's 503 HTML page, 429 with
-``Retry-After: 1``; a create meets only the 429, since a 68300008 or 503 on a create does not prove
-nothing ran and fails it at once, by design: test_ambiguous_create.py), OAuth tokens live 2 s (and are revoked whenever a job is created), and every
-report's first download is cut off half way.
+``Retry-After: 1``; a create meets only the 429, since a 68300008 or 503 on a create does not
+prove nothing ran and fails it at once, by design: test_ambiguous_create.py), OAuth tokens live
+2 s (and are revoked whenever a job is created), and every report's first download is cut off half
+way.
 Every task must still succeed at its first try, each intended report must be created exactly once
 (creates are billable), and the archive must hold exactly the emulator's bytes, with no staging file
 left behind. The fault sequence is seeded, so a failure reproduces.

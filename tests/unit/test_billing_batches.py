@@ -1,4 +1,4 @@
-"""billing.batches and hooks._batches: indicator batches as billable units (kept, replays bounded, output recognised)."""
+"""billing.batches and hooks._batches: indicator batches as billable units (kept, bounded replays, output known)."""
 
 from __future__ import annotations
 
