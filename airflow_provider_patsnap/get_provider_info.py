@@ -110,9 +110,9 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                     "allow_private_addresses": {
-                        "label": "Allow download links to private addresses",
-                        "description": "Off by default: links from PatSnap to private or link-local IPs are refused",
-                        "schema": {"type": ["boolean", "null"], "default": False},
+                        "label": "Allow download links to internal addresses",
+                        "description": "Off by default. true, or networks such as 10.8.0.0/16,127.0.0.0/8",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "max_response_bytes": {
                         "label": "Largest API answer (bytes)",

@@ -80,14 +80,13 @@ def normalize_job_id(value: Any, parameter: str = "job_id") -> str:
     anything but digits is refused)."""
     if isinstance(value, bool) or value is None:
         raise PatsnapInputError(parameter, f"expected a PatSnap job id, got {value!r}")
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, (float, Decimal)) and not isinstance(value, int):
         # A float cannot hold a 19-digit id: digits were already lost before we saw it.
         raise PatsnapInputError(
             parameter, f"job id {value!r} is a floating-point number and has lost digits; pass it as a string"
         )
-    text = str(value).strip()
+    # (a huge int is not turned into thousands of digits just to be refused)
+    text = str(value).strip() if not isinstance(value, int) or abs(value) < 10**40 else "a number of 40+ digits"
     if not text:
         raise PatsnapInputError(parameter, "job id is empty; pass the id returned by the create task")
     if not (text.isascii() and text.isdigit()) or len(text) > MAX_JOB_ID_DIGITS:

@@ -58,6 +58,8 @@ SIGNED_QUERY_PARAMS = (
     "x-oss-credential",
     "policy",
     "key-pair-id",
+    # Alibaba CDN URL signing (type A)
+    "auth_key",
     # Google Cloud Storage
     "x-goog-signature",
     "x-goog-credential",
@@ -86,7 +88,15 @@ def register_secret(value: str | None) -> None:
     """Redact ``value`` (and its URL-encoded and base64 forms) from every text from now on."""
     if not value or len(value) < MIN_SECRET_LENGTH:
         return
-    forms = {value, quote(value, safe=""), base64.b64encode(value.encode()).decode()}
+    quoted = quote(value, safe="")
+    forms = {
+        value,
+        quoted,
+        re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quoted),  # lower-case percent-encoding
+        quote(value, safe="/"),
+        value.replace("/", "\\/"),  # as JSON may escape it
+        base64.b64encode(value.encode()).decode(),
+    }
     global _pattern
     with _lock:
         for form in forms:
@@ -139,15 +149,31 @@ def bound(text: str, limit: int) -> str:
     return f"{text[:limit]}... ({len(text) - limit} more characters cut)"
 
 
+def _longest_secret() -> int:
+    with _lock:
+        return max((len(s) for s in _secrets), default=0)
+
+
 def remote_text(value: object, limit: int = REMOTE_TEXT_LIMIT) -> str:
     """Text from outside, fit for a message: unprintable characters escaped, redacted, bounded."""
     text = value if isinstance(value, str) else repr(value)
-    # Cut generously first so redaction never scans megabytes; the final cut is far shorter.
-    text = text[: limit * 4 + 1024]
-    text = _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return bound(redact(text), limit)
+    original = len(text)
+    # Cut generously first so redaction never scans megabytes (the final cut is far shorter); a
+    # secret the cut split in two would escape redaction, so the cut drops a secret's length more.
+    if original > limit * 4 + 1024:
+        text = text[: max(limit * 4 + 1024 - _longest_secret(), limit)]
+    text = bound(escape_unprintable(redact(text)), limit)
+    if original > limit and not text.endswith("cut)"):
+        text += f"... ({original - limit} more characters cut)"
+    return text
+
+
+def escape_unprintable(text: str) -> str:
+    """Controls, bidi and invisible characters shown as ``\\uXXXX`` (they cannot rewrite a log line)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def clean_message(text: str) -> str:
-    """An exception message: redacted and bounded (the backstop for every ``PatsnapError``)."""
-    return bound(redact(text), MESSAGE_LIMIT)
+    """An exception message: redacted, unprintable characters shown, bounded (the backstop for every
+    ``PatsnapError``)."""
+    return bound(escape_unprintable(redact(text)), MESSAGE_LIMIT)

@@ -33,6 +33,7 @@ import fcntl
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -54,9 +55,20 @@ _NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, err
 
 
 def spool_dir() -> str:
-    """Where object-store uploads are staged (``PATSNAP_SPOOL_DIR``, else the system temp folder)."""
-    path = os.environ.get("PATSNAP_SPOOL_DIR") or os.path.join(tempfile.gettempdir(), "airflow-provider-patsnap")
-    os.makedirs(path, exist_ok=True)
+    """Where object-store uploads are staged (``PATSNAP_SPOOL_DIR``, else a folder of the system temp
+    folder): private to this user (0700, and refused if another user owns it), since reports wait here
+    between their verification and their upload."""
+    path = os.environ.get("PATSNAP_SPOOL_DIR") or os.path.join(
+        tempfile.gettempdir(), f"airflow-provider-patsnap-{os.getuid()}"
+    )
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PatsnapDestinationError(
+            f"the spool folder {path} is not a folder of this user's; set PATSNAP_SPOOL_DIR to a private folder"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
     return path
 
 
@@ -80,7 +92,9 @@ def staged_file(final: Any, key: str) -> Iterator[tuple[IO[bytes], str]]:
     try:
         os.makedirs(folder, exist_ok=True)
         sweep_leftovers(folder)
-        fd = _create_locked(path)
+        # Beside a local target the file becomes the report (its mode is the report's); in the spool it
+        # is nobody else's business.
+        fd = _create_locked(path, 0o666 if is_local(final) else 0o600)
     except _WRITE_ERRORS as exc:
         raise _destination_error(final, exc) from None
     handle = os.fdopen(fd, "w+b")
@@ -93,11 +107,11 @@ def staged_file(final: Any, key: str) -> Iterator[tuple[IO[bytes], str]]:
         handle.close()
 
 
-def _create_locked(path: str) -> int:
+def _create_locked(path: str, mode: int = 0o666) -> int:
     """A new file at ``path`` (``O_EXCL``), locked; a dead predecessor's leftover is unlinked first."""
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         except FileExistsError:
             if not _unlink_if_dead(path):
                 raise _live_writer(path) from None
@@ -116,10 +130,15 @@ def _create_locked(path: str) -> int:
 def _unlink_if_dead(path: str) -> bool:
     """Unlink ``path`` unless a live process holds it (then False): a killed attempt's leftover."""
     try:
-        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # Never follow a link, never block on a FIFO someone named like a staging file.
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return True
+    except OSError:
+        return False  # a symlink, or not ours to open: not a leftover of ours
     try:
+        if not stat.S_ISREG(os.fstat(probe).st_mode):
+            return False
         try:
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

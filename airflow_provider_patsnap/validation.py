@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import ast
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,31 +22,53 @@ NATIVE_HINT = (
     "if the value comes from a template, render native Python objects with "
     "DAG(..., render_template_as_native_obj=True), or make the template produce the value itself"
 )
-#: ``['CN1', 'US2']``, ``("a",)``, ``[1, 2]``, ``[]``: a Python sequence's repr (a company name in
-#: parentheses is not one).
-_LIST_TEXT = re.compile(r"^\s*[\[(]\s*(?:(['\"]).*\1|[-+\d.,\s]*)\s*,?\s*[\])]\s*$", re.DOTALL)
+#: Python containers rendered as text are read back (safely) only up to this length.
+_LITERAL_LIMIT = 100_000
 
 
 def rendered_text(parameter: str, text: str) -> str:
     """The gate for text that may come from a Jinja template: refuse what only a template gone wrong
     produces (Airflow renders to strings by default), before it can be sent and billed.
 
-    ``"None"`` is what ``{{ params.x }}`` renders when ``x`` is None; ``"['CN1', 'US2']"`` is a list
-    rendered as text (split on commas it would be billed as ``['CN1'`` and ``'US2']``).
+    ``"None"`` is what ``{{ params.x }}`` renders when ``x`` is None (``"null"`` with ``tojson``);
+    ``"['CN1', 'US2']"`` is a list rendered as text (split on commas it would be billed as ``['CN1'``
+    and ``'US2']``); the same goes for tuples, sets and dicts.
     """
     stripped = text.strip()
-    if stripped == "None":
+    if stripped in ("None", "null"):
         raise PatsnapInputError(
             parameter,
-            f"is the text 'None' (a template that rendered None?); nothing was sent to PatSnap; {NATIVE_HINT}",
+            f"is the text {stripped!r} (a template that rendered None?); nothing was sent to PatSnap; {NATIVE_HINT}",
         )
-    if _LIST_TEXT.match(stripped):
+    if _python_container(stripped):
         raise PatsnapInputError(
             parameter,
-            f"{stripped[:60]!r} looks like a Python list or tuple rendered as text; nothing was sent to PatSnap; "
+            f"{stripped[:60]!r} is a Python list, tuple, set or dict rendered as text; nothing was sent to PatSnap; "
             f"{NATIVE_HINT} (a comma-separated string also works)",
         )
     return text
+
+
+def _python_container(text: str) -> bool:
+    """Whether ``text`` reads (as a literal, never executed) as a list, tuple, set or dict."""
+    if text[:1] not in ("[", "(", "{") or len(text) > _LITERAL_LIMIT:
+        return False
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return isinstance(value, (list, tuple, set, dict))
+
+
+def rendered_values(parameter: str, value: Any) -> Any:
+    """``rendered_text`` on every string inside a JSON-like value (a generic call's query or body)."""
+    if isinstance(value, str):
+        return rendered_text(parameter, value)
+    if isinstance(value, dict):
+        return {k: rendered_values(f"{parameter}.{k}", v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rendered_values(f"{parameter}[{i}]", v) for i, v in enumerate(value)]
+    return value
 
 
 def report_type(value: Any) -> str:

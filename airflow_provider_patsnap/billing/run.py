@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from airflow_provider_patsnap.billing.backends import Backend, backend_for
 from airflow_provider_patsnap.billing.identity import RunIdentity
 from airflow_provider_patsnap.errors import CHECK_BEFORE_RERUN, Outcome, PatsnapError, PatsnapInputError
+from airflow_provider_patsnap.redaction import remote_text
 from airflow_provider_patsnap.version_compat import AirflowException, AirflowFailException
 
 T = TypeVar("T")
@@ -121,7 +122,9 @@ class TaskRun:
         state = UnitState(entry["state"]) if entry else None
         if entry and state is UnitState.ANSWERED and "result" in entry:
             self.log.info(
-                "Reattached: an earlier attempt already made the %s (%s); no new call.", what, entry["result"]
+                "Reattached: an earlier attempt already made the %s (%s); no new call.",
+                what,
+                remote_text(entry["result"]),
             )
             self.purchases.append((what, entry["result"]))
             return entry["result"]  # type: ignore[no-any-return]

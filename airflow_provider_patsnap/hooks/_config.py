@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_patsnap.errors import PatsnapInputError
-from airflow_provider_patsnap.hooks._urls import url_refusal
+from airflow_provider_patsnap.hooks._urls import Allowance, allowance_from, url_refusal
 
 DEFAULT_HOST = "https://connect.patsnap.com"
 DEFAULT_TIMEOUT = 30.0
@@ -63,8 +63,8 @@ class PatsnapConfig:
     retry_wait_max: float = 60.0
     #: redis:// URL of a budget every process of the deployment shares (then ``qps`` is the account's).
     rate_limit_url: str | None = field(default=None, repr=False)
-    #: Links from PatSnap may point at private, link-local or other internal IP literals.
-    allow_private_addresses: bool = False
+    #: Links from PatSnap may point at internal IP literals: all (True) or these networks.
+    allow_private_addresses: Allowance = False
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
@@ -141,6 +141,15 @@ def _positive(extra: dict[str, Any], name: str, default: float, cast: type = flo
     return number
 
 
+def _allowance(value: Any) -> Allowance:
+    try:
+        return allowance_from(value)
+    except ValueError as exc:
+        raise PatsnapInputError(
+            "extra.allow_private_addresses", f"give true, false or a list of networks like ['10.8.0.0/16']: {exc}"
+        ) from None
+
+
 def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
@@ -174,7 +183,7 @@ def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -
         retry_wait_min=_number(extra, "retry_wait_min", 1.0),
         retry_wait_max=_number(extra, "retry_wait_max", 60.0),
         rate_limit_url=str(extra.get("rate_limit_url") or "").strip() or None,
-        allow_private_addresses=_flag(extra.get("allow_private_addresses", False)),
+        allow_private_addresses=_allowance(extra.get("allow_private_addresses")),
         max_response_bytes=_positive(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, int),
         max_download_bytes=_positive(extra, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, int),
         download_timeout=_positive(extra, "download_timeout", DEFAULT_DOWNLOAD_TIMEOUT),

@@ -25,8 +25,9 @@ from airflow_provider_patsnap.errors import (
     PatsnapPermanentError,
     error_from_download_status,
 )
+from airflow_provider_patsnap.hooks._deadline import deadline
 from airflow_provider_patsnap.hooks._drivers import new_session
-from airflow_provider_patsnap.hooks._urls import safe_link, url_refusal
+from airflow_provider_patsnap.hooks._urls import Allowance, safe_link, url_refusal
 from airflow_provider_patsnap.models import ReportJob
 from airflow_provider_patsnap.redaction import remote_text
 from airflow_provider_patsnap.staging import publish, sha256_of, staged_file
@@ -59,7 +60,7 @@ class ReportDownloader:
         *,
         max_bytes: int = 1024 * 1024 * 1024,
         deadline: float = 900.0,
-        allow_private: bool = False,
+        allow_private: Allowance = False,
     ) -> None:
         self.log = log
         self.timeout = timeout
@@ -74,6 +75,19 @@ class ReportDownloader:
         self, job: ReportJob, target: Destination, *, overwrite: bool, chunk_size: int = DOWNLOAD_CHUNK
     ) -> dict[str, Any]:
         """One attempt: stream ``job``'s file to a staging file, verify it, then publish it."""
+        # A read timeout restarts with every byte: the watch ends a dripped download on time.
+        with deadline(self.deadline) as watch:
+            try:
+                return self._fetch(job, target, overwrite, chunk_size)
+            except (PatsnapDownloadError, PatsnapDownloadRejectedError):
+                if not watch.expired:
+                    raise
+        raise PatsnapDownloadError(
+            f"the download took longer than the connection's download_timeout ({self.deadline:.0f} s)",
+            endpoint=f"GET {job.report_kind.status_path}",
+        )
+
+    def _fetch(self, job: ReportJob, target: Destination, overwrite: bool, chunk_size: int) -> dict[str, Any]:
         kind = job.report_kind
         if not job.is_done():
             raise PatsnapPermanentError(
@@ -90,16 +104,20 @@ class ReportDownloader:
                 raise error_from_download_status(endpoint=endpoint, http_status=response.status_code)
             self._check_headers(response.headers, endpoint)
             fallback = f"{kind.value}_{job.job_id}"
-            filename = sanitize_filename(filename_from_link(url, response.headers.get("Content-Disposition")), fallback)
-            final = target.resolve(filename)
-            self.log.info("Downloading %s report %s from %s to %s", kind.code, job.job_id, link, user_uri(final))
-            with staged_file(final, key=f"{kind.value}:{job.job_id}") as (handle, local_path):
+            offered = sanitize_filename(filename_from_link(url, response.headers.get("Content-Disposition")), fallback)
+            # Staged beside where it will be published; the final name waits for what the bytes are.
+            provisional = target.resolve(fallback)
+            self.log.info("Downloading %s report %s from %s to %s", kind.code, job.job_id, link, target.raw)
+            with staged_file(provisional, key=f"{kind.value}:{job.job_id}") as (handle, local_path):
                 size, digest, extension = self._stream(
-                    response, handle, local_path, filename, chunk_size, endpoint, started
+                    response, handle, local_path, offered, chunk_size, endpoint, started
                 )
+                # The server names the file, but not its type: a PDF is never stored as index.html.
+                filename = with_extension(offered, extension) if target.is_folder else offered
+                final = target.resolve(filename)
                 result = {
                     "uri": user_uri(final),
-                    "filename": filename,
+                    "filename": final.name,
                     "size": size,
                     "sha256": digest,
                     "media_type": MEDIA_TYPES[extension],
@@ -228,9 +246,24 @@ class ReportDownloader:
             raise PatsnapDownloadError(f"download cut short: got {size} of {expected} bytes", endpoint=endpoint)
         handle.flush()
         extension = report_type_of(
-            head, tail, local_path, filename, response.headers, endpoint, length_known=length_known
+            head,
+            tail,
+            local_path,
+            filename,
+            response.headers,
+            endpoint,
+            length_known=length_known,
+            max_inflated=4 * self.max_bytes,
         )
         return size, digest.hexdigest(), extension
+
+
+def with_extension(name: str, extension: str) -> str:
+    """``name`` ending in ``.extension`` (the type the bytes were verified to be), replacing another one."""
+    if name.lower().endswith(f".{extension}"):
+        return name
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return sanitize_filename(f"{stem}.{extension}", f"report.{extension}")
 
 
 class BackgroundWriter:
@@ -281,6 +314,7 @@ def report_type_of(
     endpoint: str,
     *,
     length_known: bool = True,
+    max_inflated: int = 4 * 1024 * 1024 * 1024,
 ) -> str:
     """``pdf`` or ``docx`` when the bytes are a whole one; raise otherwise.
 
@@ -289,7 +323,7 @@ def report_type_of(
     ``Content-Length``): a transient error, fetched again. With a length that was met, or when it
     does not even start like a report (an HTML error page, junk), it is not a report: refused.
     """
-    kind, whole = _sniff(head, tail, local_path)
+    kind, whole = _sniff(head, tail, local_path, max_inflated)
     if kind is not None and whole:
         return kind
     if kind is not None and not length_known:
@@ -307,8 +341,9 @@ def report_type_of(
     )
 
 
-def _sniff(head: bytes, tail: bytes, local_path: str) -> tuple[str | None, bool]:
-    """What the bytes start like, and whether they are a whole one of it."""
+def _sniff(head: bytes, tail: bytes, local_path: str, max_inflated: int) -> tuple[str | None, bool]:
+    """What the bytes start like, and whether they are a whole one of it. A zip is read back (every
+    member's CRC) only while its members inflate to at most ``max_inflated`` bytes in all."""
     if head.startswith(b"%PDF-"):
         return "pdf", b"%%EOF" in tail[-_TAIL:]
     if not head.startswith(b"PK\x03\x04"):
@@ -316,6 +351,8 @@ def _sniff(head: bytes, tail: bytes, local_path: str) -> tuple[str | None, bool]
     try:
         with zipfile.ZipFile(local_path) as archive:
             names = archive.namelist()
+            if sum(info.file_size for info in archive.infolist()) > max_inflated:
+                return None, False  # a zip bomb is not a report
             broken = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
         return "docx", False

@@ -39,6 +39,7 @@ from airflow_provider_patsnap.hooks._core import (
     TransportFailure,
     advance,
 )
+from airflow_provider_patsnap.hooks._deadline import deadline, watched_session
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
 from airflow_provider_patsnap.version_compat import amask_secret, mask_secret
 
@@ -53,7 +54,8 @@ _READ_CHUNK = 64 * 1024
 
 
 def new_session() -> requests.Session:
-    session = requests.Session()
+    """A session whose exchanges a deadline can end, that never sends ``~/.netrc`` credentials."""
+    session = watched_session()
     session.headers["User-Agent"] = USER_AGENT
     session.headers["Accept-Encoding"] = ACCEPT_ENCODING
     return session
@@ -76,7 +78,15 @@ def _read_capped(chunks: Any, limit: int, deadline: float) -> tuple[bytes, bool]
 
 
 def _requests_send(session: requests.Session, request: Request) -> Response | TransportFailure:
-    deadline = time.monotonic() + request.deadline
+    # A read timeout restarts with every byte: the watch ends a dripped answer, headers or body, on time.
+    with deadline(request.deadline) as watch:
+        reply = _requests_exchange(session, request, time.monotonic() + request.deadline)
+    if watch.expired:  # whatever was read by then may be a cut answer (even headers that look whole)
+        return TransportFailure(name="AnswerDeadlineExceeded", connected=True)
+    return reply
+
+
+def _requests_exchange(session: requests.Session, request: Request, deadline_at: float) -> Response | TransportFailure:
     try:
         answer = session.request(
             request.method,
@@ -98,7 +108,7 @@ def _requests_send(session: requests.Session, request: Request) -> Response | Tr
         try:
             # Undecoded: a compressed answer is inflated by the body gate, under the same cap.
             content, oversize = _read_capped(
-                answer.raw.stream(_READ_CHUNK, decode_content=False), request.max_body, deadline
+                answer.raw.stream(_READ_CHUNK, decode_content=False), request.max_body, deadline_at
             )
         except _Deadline:
             return TransportFailure(name="AnswerDeadlineExceeded", connected=True)

@@ -58,7 +58,7 @@ def _describe_body(content_type: str, size: int) -> str:
     if "html" in content_type.lower():
         kind = "an HTML page"
     else:
-        kind = f"a body of type {content_type}" if content_type else "an untyped body"
+        kind = f"a body of type {remote_text(content_type, 80)}" if content_type else "an untyped body"
     return f"PatSnap answered with {kind} ({size} bytes) instead of its JSON envelope"
 
 

@@ -76,9 +76,13 @@ class PatsnapApiOperator(BaseOperator):
         with airflow_failure_semantics():
             billable = self.method == "POST" if self.billable is None else bool(self.billable)
 
+            # A template that rendered None or a list as text must not reach PatSnap (let alone be billed).
+            query = validation.rendered_values("query", self.query)
+            body = validation.rendered_values("json", self.json)
+
             def call(on_send: Callable[[], None] | None = None) -> Any:
                 data = self.hook.run(
-                    self.method, self.endpoint, params=self.query, json=self.json, billable=billable, on_send=on_send
+                    self.method, self.endpoint, params=query, json=body, billable=billable, on_send=on_send
                 )
                 return plain_json(data)
 

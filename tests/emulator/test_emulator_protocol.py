@@ -653,10 +653,20 @@ def test_connection_uri_and_json(emu: PatsnapEmulator) -> None:
     assert uri.scheme == "patsnap"
     assert (uri.hostname, uri.port) == ("127.0.0.1", emu.port)
     assert (unquote(uri.username or ""), unquote(uri.password or "")) == (emu.client_id, emu.client_secret)
-    assert parse_qs(uri.query) == {"scheme": ["http"], "timeout": ["30"], "verify": ["false"]}
+    loopback = "127.0.0.0/8,::1/128"  # its CDN's links are on loopback: the connection allows them
+    assert parse_qs(uri.query) == {
+        "scheme": ["http"],
+        "timeout": ["30"],
+        "verify": ["false"],
+        "allow_private_addresses": [loopback],
+    }
     key_uri = urlsplit(emu.connection_uri("api_key"))
     assert key_uri.username is None
-    assert parse_qs(key_uri.query) == {"scheme": ["http"], "api_key": [emu.api_key]}
+    assert parse_qs(key_uri.query) == {
+        "scheme": ["http"],
+        "api_key": [emu.api_key],
+        "allow_private_addresses": [loopback],
+    }
 
     conn = json.loads(emu.connection_json(qps=5))
     assert conn == {
@@ -664,10 +674,14 @@ def test_connection_uri_and_json(emu: PatsnapEmulator) -> None:
         "host": emu.url,
         "login": emu.client_id,
         "password": emu.client_secret,
-        "extra": {"qps": 5},
+        "extra": {"allow_private_addresses": loopback, "qps": 5},
     }
     key_conn = json.loads(emu.connection_json("api_key"))
-    assert key_conn == {"conn_type": "patsnap", "host": emu.url, "extra": {"api_key": emu.api_key}}
+    assert key_conn == {
+        "conn_type": "patsnap",
+        "host": emu.url,
+        "extra": {"api_key": emu.api_key, "allow_private_addresses": loopback},
+    }
     with pytest.raises(ValueError, match="auth"):
         emu.connection_uri("basic")
 

@@ -13,6 +13,7 @@ import gzip
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -57,7 +58,14 @@ def _no_secrets_from_other_tests() -> Iterator[None]:
 def connect(
     monkeypatch: pytest.MonkeyPatch, server: HostileServer, *, api_key: str | None = None, **extra: Any
 ) -> None:
-    settings: dict[str, Any] = {"qps": 0, "max_retries": 0, "retry_wait_min": 0.001, "retry_wait_max": 0.01}
+    """The connection to the hostile server; its links may point at loopback (where it runs), nowhere else internal."""
+    settings: dict[str, Any] = {
+        "qps": 0,
+        "max_retries": 0,
+        "retry_wait_min": 0.001,
+        "retry_wait_max": 0.01,
+        "allow_private_addresses": "127.0.0.0/8",
+    }
     monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", conn_json(server.url, api_key=api_key, **{**settings, **extra}))
 
 
@@ -165,6 +173,21 @@ def test_a_redirect_to_a_hostile_link_is_refused_before_connecting(
     assert files_under(tmp_path) == []
 
 
+@pytest.mark.parametrize("allowance", [False, "10.0.0.0/8"])
+@pytest.mark.parametrize(
+    "link", ["http://127.0.0.1:{port}/log/secret", "http://localhost:{port}/x", "http://127.1:{port}/x"]
+)
+def test_a_link_to_the_workers_own_loopback_needs_the_connection_to_allow_it(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, link: str, allowance: Any
+) -> None:
+    """Airflow's log server, its API and Redis listen on the worker's loopback: a link there is refused."""
+    connect(monkeypatch, hostile, allow_private_addresses=allowance)
+    finished(hostile, link.format(port=hostile.port))
+    with pytest.raises(PatsnapDownloadRejectedError, match="127.0.0.1 is a loopback"):
+        download(tmp_path)
+    assert [e.path.split("?")[0] for e in hostile.seen] == ["/oauth/token", R001_STATUS]
+
+
 def test_a_link_the_gate_admits_is_fetched(
     hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -231,6 +254,52 @@ def test_a_download_that_trickles_is_stopped_at_its_deadline(
     with pytest.raises(PatsnapDownloadError, match=r"longer than the connection's download_timeout \(1 s\)"):
         download(tmp_path)
     assert files_under(tmp_path) == []
+
+
+def drip(data: bytes, pause: float) -> Any:
+    """A route that sends ``data`` one byte at a time, ``pause`` apart: every read succeeds in time."""
+
+    def route(ex: Exchange) -> None:
+        for byte in data:
+            ex.wfile.write(bytes([byte]))
+            time.sleep(pause)
+
+    return route
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_download_dripped_byte_by_byte_is_stopped_at_its_deadline(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, part: str
+) -> None:
+    connect(monkeypatch, hostile, download_timeout=1, timeout=5)
+    finished(hostile, f"{hostile.url}/dl/r.pdf")
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: 100000\r\n" + b"X-Pad: " + b"a" * 500
+    body = b"\r\n\r\n%PDF-1.4\n" + b"x" * 5000
+    hostile.routes["/dl/r.pdf"] = drip(head + body, 0.05) if part == "headers" else drip(head[:0] + head + body, 0.0005)
+    if part == "body":
+        hostile.routes["/dl/r.pdf"] = lambda ex: (
+            ex.wfile.write(head + b"\r\n\r\n%PDF-1.4\n"),
+            drip(b"x" * 5000, 0.05)(ex),
+        )
+    started = time.monotonic()
+    with pytest.raises(PatsnapDownloadError, match=r"longer than the connection's download_timeout \(1 s\)"):
+        download(tmp_path)
+    assert time.monotonic() - started < 4  # a read timeout (5 s) never fired: the deadline did
+    assert files_under(tmp_path) == []
+
+
+def test_an_api_answer_dripped_byte_by_byte_is_stopped_at_its_deadline(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect(monkeypatch, hostile, timeout=0.5)  # the whole exchange: connect (0.5) + 3 x read (0.5) = 2 s
+    answer = (
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n{"data": "' + b"1" * 2000
+    )
+    hostile.routes[R001_STATUS] = drip(answer, 0.1)  # each byte within the 0.5 s read timeout
+    started = time.monotonic()
+    with pytest.raises(PatsnapError, match="AnswerDeadlineExceeded"):
+        PatsnapHook().get_report_job("enterprise", "42")
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("body", [PDF[:-20], PDF[:100]], ids=["no-trailer", "a-tenth"])
@@ -441,15 +510,17 @@ def test_signed_links_of_every_common_style_stay_out_of_debug_logs(
 @pytest.mark.parametrize(
     ("disposition", "stored"),
     [
-        ("attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe", "invoicefdp.exe"),
+        ("attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe", "invoicefdp.pdf"),  # and the type is what it is
+        ('attachment; filename="index.html"', "index.pdf"),
+        ('attachment; filename="portfolio.csv"', "portfolio.pdf"),
         ("attachment; filename*=UTF-8''re%E2%80%8Bport%E2%80%A8.pdf", "report.pdf"),
-        ('attachment; filename="CON"', "_CON"),
+        ('attachment; filename="CON"', "_CON.pdf"),
         ('attachment; filename="nul.pdf"', "_nul.pdf"),
         ('attachment; filename="COM1.pdf"', "_COM1.pdf"),
         ('attachment; filename="report.pdf. . ."', "report.pdf"),
         (
             'attachment; filename=".patsnap-0123456789abcdef0123456789abcdef.part"',
-            "patsnap-0123456789abcdef0123456789abcdef.part",
+            "patsnap-0123456789abcdef0123456789abcdef.pdf",
         ),
     ],
 )
@@ -466,19 +537,51 @@ def test_hostile_file_names_are_sanitised_once_for_every_source(
     assert [p.name for p in files_under(tmp_path)] == [stored]
 
 
-def test_a_report_named_like_an_old_staging_file_is_never_swept(
+def test_a_file_named_like_an_old_staging_file_is_never_swept(
     hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """A DAG may name its destination anything; only a dead staging file's exact pattern is swept."""
     connect(monkeypatch, hostile)
-    name = "x.patsnap-0123456789abcdef.part"
     finished(hostile, f"{hostile.url}/dl/x.pdf")
-    hostile.routes["/dl/x.pdf"] = lambda ex: ex.send(
-        200, PDF, {"Content-Type": "application/pdf", "Content-Disposition": f'attachment; filename="{name}"'}
-    )
-    download(tmp_path)
-    stored = tmp_path / "archive" / name
-    os.utime(stored, (0, 0))  # old enough to be swept, were it a leftover
-    finished(hostile, f"{hostile.url}/dl/y.pdf")
-    hostile.routes["/dl/y.pdf"] = serve_pdf
+    hostile.routes["/dl/x.pdf"] = serve_pdf
+    archive = tmp_path / "archive"
+    name = "x.patsnap-0123456789abcdef.part"
+    PatsnapHook().download_report("enterprise", "42", str(archive / name))
+    os.utime(archive / name, (0, 0))  # old enough to be swept, were it a leftover
     download(tmp_path)  # writes beside it, sweeping dead staging files on the way
     assert sorted(p.name for p in files_under(tmp_path)) == ["R.pdf", name]
+
+
+def test_netrc_credentials_are_never_sent_to_the_api_or_a_link(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login svc-git password Hunter2-ProdToken\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    connect(monkeypatch, hostile, api_key=API_KEY)
+    finished(hostile, f"{hostile.url}/dl/r.pdf")
+    hostile.routes["/dl/r.pdf"] = serve_pdf
+    download(tmp_path)
+    (status,) = hostile.calls(R001_STATUS)
+    assert status.headers["authorization"] == f"Bearer {API_KEY}"
+    (link,) = hostile.calls("/dl/r.pdf")
+    assert "authorization" not in link.headers
+
+
+def test_the_generic_operator_refuses_a_template_rendered_to_none_before_any_connection(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_patsnap.operators.api import PatsnapApiOperator
+    from airflow_provider_patsnap.version_compat import AirflowFailException
+
+    connect(monkeypatch, hostile)
+    operator = PatsnapApiOperator(
+        task_id="api", method="POST", endpoint="/patent-valuation/report", query={"patent_number": "None"}
+    )
+    with (
+        ConnectAudit() as audit,
+        pytest.raises(AirflowFailException, match=r"query\.patent_number: is the text 'None'"),
+    ):
+        operator.execute({})
+    assert audit.addresses == [] and hostile.seen == []

@@ -7,6 +7,7 @@ import io
 import logging
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -19,6 +20,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapPermanentError,
 )
 from airflow_provider_patsnap.hooks._download import MEDIA_TYPES, ReportDownloader
+from airflow_provider_patsnap.hooks._urls import allowance_from
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.models import JobStatus, ReportJob, ReportKind
 from airflow_provider_patsnap.storage import Destination
@@ -43,8 +45,9 @@ def done(url: str = CDN_URL, job_id: str = "42", kind: ReportKind = ReportKind.E
     return ReportJob(job_id, kind, JobStatus.SUCCEEDED, download_url=url)
 
 
-def fetch(job: ReportJob, destination: str, *, overwrite: bool = False) -> dict:
-    return ReportDownloader(LOG, (1.0, 5.0)).fetch(job, Destination.parse(destination), overwrite=overwrite)
+def fetch(job: ReportJob, destination: str, *, overwrite: bool = False, allow: Any = False) -> dict:
+    downloader = ReportDownloader(LOG, (1.0, 5.0), allow_private=allow)
+    return downloader.fetch(job, Destination.parse(destination), overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- the request
@@ -68,9 +71,12 @@ def test_download_asks_for_identity_encoding_without_patsnap_credentials(tmp_pat
     ["http://127.0.0.2:8080/r/Report.pdf?sign=x", "http://[::1]:8080/r/Report.pdf?sign=x", "http://localhost/r/a.pdf"],
 )
 @responses.activate
-def test_download_links_to_any_loopback_address_are_fetched(tmp_path: Path, link: str) -> None:
+def test_download_links_to_loopback_are_fetched_when_the_connection_allows_it(tmp_path: Path, link: str) -> None:
     responses.get(link.split("?")[0], body=PDF, content_type="application/pdf")
-    assert fetch(done(link), f"{tmp_path}/")["size"] == len(PDF)
+    loopback = allowance_from("127.0.0.0/8,::1/128")  # what the bundled emulator's connection sets
+    assert fetch(done(link), f"{tmp_path}/", allow=loopback)["size"] == len(PDF)
+    with pytest.raises(PatsnapDownloadRejectedError, match="is a loopback"):  # and only then
+        fetch(done(link), f"{tmp_path}/again/")
 
 
 @pytest.mark.parametrize(
@@ -228,7 +234,7 @@ def test_a_hostile_file_name_stays_inside_the_folder(tmp_path: Path) -> None:
 def test_no_name_anywhere_falls_back_to_kind_and_job_id(tmp_path: Path) -> None:
     responses.get("https://cdn.patsnap.test/export/", body=PDF)
     result = fetch(done("https://cdn.patsnap.test/export/?sign=x", job_id="1579434053399035905"), f"{tmp_path}/")
-    assert result["filename"] == "enterprise_1579434053399035905"
+    assert result["filename"] == "enterprise_1579434053399035905.pdf"  # the type the bytes were verified to be
 
 
 @responses.activate
@@ -332,3 +338,16 @@ def test_an_https_redirect_is_followed(oauth_conn: str, tmp_path: Path) -> None:
     responses.get("https://cdn.patsnap.test/moved/Report.pdf", body=PDF, content_type="application/pdf")
 
     assert PatsnapHook().download_report("enterprise", "1", f"{tmp_path}/")["size"] == len(PDF)
+
+
+@responses.activate
+def test_a_zip_whose_members_inflate_past_the_cap_is_not_read_back(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"<w:document/>" + b" " * (5 * 1024 * 1024))  # 5 MiB inflated
+    body = buffer.getvalue()
+    responses.get(CDN_PATH, body=body, content_type="application/pdf", auto_calculate_content_length=True)
+    downloader = ReportDownloader(LOG, (1.0, 5.0), max_bytes=1024 * 1024)  # inflating may reach 4 x 1 MiB
+    with pytest.raises(PatsnapDownloadRejectedError, match="is not a PDF or DOCX report"):
+        downloader.fetch(done(), Destination.parse(f"{tmp_path}/"), overwrite=False)
+    assert files_under(tmp_path) == []

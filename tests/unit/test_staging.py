@@ -221,3 +221,23 @@ def test_json_lines_replace_the_target_atomically(tmp_path: Path) -> None:
     assert write_lines_atomically(final, iter([b'{"a": 3}\n'])) == 9
     assert (tmp_path / "out" / "records.jsonl").read_bytes() == b'{"a": 3}\n'
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["records.jsonl"]
+
+
+def test_a_fifo_named_like_a_staging_file_neither_hangs_the_sweep_nor_is_removed(tmp_path: Path) -> None:
+    fifo = tmp_path / f".patsnap-{'f' * 32}.part"
+    os.mkfifo(fifo)
+    os.utime(fifo, (0, 0), follow_symlinks=False)
+    link = tmp_path / f".patsnap-{'e' * 32}.part"
+    (tmp_path / "target").write_text("not ours")
+    link.symlink_to(tmp_path / "target")
+    os.utime(link, (0, 0), follow_symlinks=False)
+    assert sweep_leftovers(str(tmp_path)) == []  # returns at once (pytest's timeout would catch a hang)
+    assert fifo.exists() and link.is_symlink() and (tmp_path / "target").read_text() == "not ours"
+
+
+def test_the_spool_folder_is_private_to_its_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_patsnap.staging import spool_dir
+
+    monkeypatch.setenv("PATSNAP_SPOOL_DIR", str(tmp_path / "spool"))
+    path = spool_dir()
+    assert os.stat(path).st_mode & 0o777 == 0o700

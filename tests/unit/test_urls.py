@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_patsnap.hooks._urls import is_loopback, safe_link, url_refusal
+from airflow_provider_patsnap.hooks._urls import allowance_from, is_loopback, safe_link, url_refusal
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_everything_else_is_not_loopback(host: str | None) -> None:
     ],
 )
 def test_urls_that_may_be_requested(url: str) -> None:
-    assert url_refusal(url) is None
+    assert url_refusal(url, allow_private=True) is None  # e.g. the connection's own host
 
 
 @pytest.mark.parametrize(
@@ -109,13 +109,20 @@ def test_links_with_user_information_are_refused(url: str) -> None:
         ("https://10.1/r.pdf", "10.0.0.1"),
         ("https://0x0a000001/r.pdf", "10.0.0.1"),
         ("https://[::ffff:a9fe:a9fe]/r.pdf", "169.254.169.254"),
+        # IPv4 carried in IPv6 by routers: NAT64, 6to4, IPv4-compatible, Teredo (its client address)
+        ("https://[64:ff9b::a00:5]/r.pdf", "10.0.0.5"),
+        ("https://[64:ff9b:1::a9fe:a9fe]/r.pdf", "169.254.169.254"),
+        ("https://[2002:a9fe:a9fe::]/r.pdf", "169.254.169.254"),
+        ("https://[::a9fe:a9fe]/r.pdf", "169.254.169.254"),
+        ("https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/r.pdf", "10.0.0.1"),
     ],
 )
 def test_https_to_an_internal_ip_literal_is_refused_unless_the_connection_opts_in(url: str, address: str) -> None:
     refusal = url_refusal(url)
-    assert refusal is not None and refusal.startswith(f"{address} is a private, link-local")
+    assert refusal is not None and refusal.startswith(f"{address} is a loopback, private, link-local")
     assert "allow_private_addresses" in refusal
     assert url_refusal(url, allow_private=True) is None
+    assert url_refusal(url, allow_private=allowance_from("127.0.0.0/8")) == refusal  # other networks only
 
 
 @pytest.mark.parametrize(
@@ -124,13 +131,37 @@ def test_https_to_an_internal_ip_literal_is_refused_unless_the_connection_opts_i
         "https://8.8.8.8/r.pdf",
         "https://[2606:4700::1111]/r.pdf",
         "https://cdn.zhihuiya.com/r.pdf",
-        "https://127.0.0.1/r.pdf",  # loopback is the emulator's, in any spelling
-        "http://2130706433:8089/r.pdf",
-        "http://127.1:8089/r.pdf",
     ],
 )
-def test_public_addresses_names_and_loopback_are_allowed(url: str) -> None:
+def test_public_addresses_and_names_are_allowed(url: str) -> None:
     assert url_refusal(url) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://127.0.0.1/r.pdf", "http://2130706433:8089/r.pdf", "http://127.1:8089/r.pdf", "http://localhost:1/x"],
+)
+def test_loopback_in_any_spelling_is_internal_allowed_only_by_the_connection(url: str) -> None:
+    refusal = url_refusal(url)
+    assert refusal is not None and refusal.startswith("127.0.0.1 is a loopback")
+    assert url_refusal(url, allow_private=allowance_from("127.0.0.0/8")) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        ("true", True),
+        (None, False),
+        ("", False),
+        ("false", False),
+        ("10.8.0.0/16, 127.0.0.1", ("10.8.0.0/16", "127.0.0.1/32")),
+        (["::1"], ("::1/128",)),
+    ],
+)
+def test_the_allow_private_addresses_extra(value: object, expected: object) -> None:
+    allowance = allowance_from(value)
+    assert (allowance if isinstance(allowance, bool) else tuple(str(n) for n in allowance)) == expected
 
 
 def test_a_huge_link_is_refused_and_its_safe_form_is_bounded() -> None:

@@ -220,3 +220,20 @@ def test_list_items_with_quotes_or_brackets_are_refused(item: str) -> None:
 )
 def test_company_names_that_merely_look_odd_are_kept(name: str) -> None:
     assert validation.enterprise_identifiers(name, None, None) == {"company_name": name}
+
+
+@pytest.mark.parametrize("text", ["[None]", "['ACME', None]", "{'name': 'ACME'}", "null", "{1, 2}", "('a', 'b')"])
+def test_every_python_container_or_null_rendered_as_text_is_refused(text: str) -> None:
+    with pytest.raises(PatsnapInputError, match="nothing was sent to PatSnap"):
+        validation.enterprise_identifiers(text, None, None)
+
+
+def test_a_generic_calls_query_and_body_pass_the_same_gate() -> None:
+    with pytest.raises(PatsnapInputError, match=r"^query\.patent_number: is the text 'None'"):
+        validation.rendered_values("query", {"patent_number": "None"})
+    with pytest.raises(PatsnapInputError, match=r"^json\.patents\[0\]: "):
+        validation.rendered_values("json", {"patents": ["['CN1', 'US2']"]})
+    assert validation.rendered_values("json", {"q": "(CN1 OR US2) AND TA:battery", "n": 3}) == {
+        "q": "(CN1 OR US2) AND TA:battery",
+        "n": 3,
+    }

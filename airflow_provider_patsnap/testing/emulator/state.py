@@ -25,6 +25,9 @@ from .reports import _ReportFile
 from .server import _Server
 from .stats import _empty_stats
 
+#: The emulator's CDN is on loopback: the networks its connections allow download links to.
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+
 
 class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
     """A local PatSnap Open Platform (API + download CDN) on 127.0.0.1, for tests, demos and CI.
@@ -222,7 +225,9 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         return self._ports
 
     def connection_uri(self, auth: str = "oauth", **extra: Any) -> str:
-        """Return an Airflow connection URI (``auth`` is ``"oauth"`` or ``"api_key"``)."""
+        """Return an Airflow connection URI (``auth`` is ``"oauth"`` or ``"api_key"``). Its download
+        links are on loopback, so the connection allows links there (``allow_private_addresses``)."""
+        extra = {"allow_private_addresses": LOOPBACK_NETWORKS, **extra}
         params: dict[str, str] = {"scheme": "http"}
         if auth == "oauth":
             userinfo = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}"
@@ -237,7 +242,8 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         return f"patsnap://{netloc}/?{urlencode(params)}"
 
     def connection_json(self, auth: str = "oauth", **extra: Any) -> str:
-        """Return the connection as JSON, e.g. for ``AIRFLOW_CONN_PATSNAP_DEFAULT``."""
+        """Return the connection as JSON, e.g. for ``AIRFLOW_CONN_PATSNAP_DEFAULT`` (links allowed on loopback)."""
+        extra = {"allow_private_addresses": LOOPBACK_NETWORKS, **extra}
         conn: dict[str, Any] = {"conn_type": "patsnap", "host": self.url}
         if auth == "oauth":
             conn.update(login=self.client_id, password=self.client_secret, extra=dict(extra))
