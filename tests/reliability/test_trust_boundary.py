@@ -183,7 +183,7 @@ def test_a_link_to_the_workers_own_loopback_needs_the_connection_to_allow_it(
     """Airflow's log server, its API and Redis listen on the worker's loopback: a link there is refused."""
     connect(monkeypatch, hostile, allow_private_addresses=allowance)
     finished(hostile, link.format(port=hostile.port))
-    with pytest.raises(PatsnapDownloadRejectedError, match="127.0.0.1 is a loopback"):
+    with pytest.raises(PatsnapDownloadRejectedError, match=r"127\.0\.0\.1 is a loopback"):
         download(tmp_path)
     assert [e.path.split("?")[0] for e in hostile.seen] == ["/oauth/token", R001_STATUS]
 
