@@ -96,6 +96,18 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
+def done_markers(root: Path) -> list[Path]:
+    """The done markers an indicator task leaves beside its output before Airflow 3.3 (nothing else
+    would let a retry after success recognise the output; 3.3+ keeps them in the task state store)."""
+    return [p for p in files_under(root) if p.name == "done.json" and ".patsnap-staging" in p.parts]
+
+
+def outputs_under(root: Path) -> list[Path]:
+    """``files_under`` but the done markers: what a task published."""
+    markers = set(done_markers(root))
+    return [p for p in files_under(root) if p not in markers]
+
+
 def partial_files(root: Path) -> list[Path]:
     return [p for p in files_under(root) if ".part" in p.name]
 

@@ -161,12 +161,17 @@ def url_refusal(url: str, *, allow_private: Allowance = False) -> str | None:
     return None
 
 
+#: Path segments that look like a signature (CDN URL signing that puts it in the path: a hex digest).
+_SIGNATURE_SEGMENT = re.compile(r"(?<=/)[0-9a-fA-F]{32,}(?=/|$)")
+
+
 def safe_link(url: str) -> str:
-    """A link as scheme, host and path, bounded: what may be logged (the query carries the signature)."""
+    """A link as scheme, host and path, bounded: what may be logged (the query carries the signature;
+    a digest-like path segment, which some CDNs sign with, is masked too)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return remote_text(url.split("?", 1)[0], 200)
-    return remote_text(f"{parts.scheme}://{host}{port}{parts.path}", 200)
+    return remote_text(f"{parts.scheme}://{host}{port}{_SIGNATURE_SEGMENT.sub('***', parts.path)}", 200)

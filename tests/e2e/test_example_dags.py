@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.support import files_under, task_states, xcom_texts
+from tests.support import files_under, outputs_under, task_states, xcom_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -179,7 +179,7 @@ def test_legal_indicators_land_in_the_lake_and_feed_the_consumer(
     run = dagbag.get_dag("patsnap_legal_indicators_to_lake").test()
 
     assert set(states(run).values()) == {"success"}
-    (jsonl,) = files_under(archive_root / "patsnap" / "legal_indicators")
+    (jsonl,) = outputs_under(archive_root / "patsnap" / "legal_indicators")
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"] == math.ceil(len(unique) / 100)
     assert {r["pn"] for r in records} == {p for p in unique if "UNKNOWN" not in p and "-" not in p}
@@ -197,7 +197,7 @@ def test_lake_partition_and_consumer_follow_the_event_without_a_logical_date(
     run = dagbag.get_dag("patsnap_legal_indicators_to_lake").test(logical_date=None)
 
     assert set(states(run).values()) == {"success"}
-    (jsonl,) = files_under(archive_root / "patsnap" / "legal_indicators")
+    (jsonl,) = outputs_under(archive_root / "patsnap" / "legal_indicators")
     assert jsonl.parent.name == f"dt={run_date(run)}"
     expected: dict[str, int] = {}
     for line in jsonl.read_text().splitlines():
@@ -230,7 +230,7 @@ def test_portfolio_valuation_lands_every_indicator_in_the_lake(
     run = dag.test() if logical_date == "default" else dag.test(logical_date=None)
 
     assert set(states(run).values()) == {"success"}
-    (jsonl,) = files_under(archive_root / "patsnap" / "portfolio_valuation")
+    (jsonl,) = outputs_under(archive_root / "patsnap" / "portfolio_valuation")
     assert jsonl.parent.name == f"dt={run_date(run)}"
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     fields = {"pn", "patent_id"} | {f for spec in INDICATORS.values() for f in spec.fields}

@@ -164,6 +164,11 @@ def test_the_allow_private_addresses_extra(value: object, expected: object) -> N
     assert (allowance if isinstance(allowance, bool) else tuple(str(n) for n in allowance)) == expected
 
 
+def test_a_signature_in_the_path_is_not_logged() -> None:
+    link = "https://cdn.example/1700000000/0123456789abcdef0123456789abcdef/tffi-export/r.pdf?auth_key=x"
+    assert safe_link(link) == "https://cdn.example/1700000000/***/tffi-export/r.pdf"
+
+
 def test_a_huge_link_is_refused_and_its_safe_form_is_bounded() -> None:
     url = "https://cdn.patsnap.test/" + "a" * 1_000_000 + "?sign=secret-signature"
     assert url_refusal(url) == f"it is {len(url)} characters long (at most 8192)"

@@ -159,7 +159,7 @@ class _ApiHandler(_Handler):
             self._send_json(200, _error(*E_PARAM))
             return
         job = self.emu._create_job(route.kind, route.logo, params)
-        gateway = self.emu._take_gateway_timeout()
+        gateway = self.emu._take_gateway_timeout(indicators=False)
         if gateway is not None:  # the job exists and is billed, but the client only sees the gateway
             self._send(gateway, _gateway_page(gateway), "text/html")
             return
@@ -202,6 +202,10 @@ class _ApiHandler(_Handler):
         for record in records:
             record[wrapper] = values(record["pn"])
         self.emu._bill(path, len(records))  # once per result returned
+        gateway = self.emu._take_gateway_timeout(indicators=True)
+        if gateway is not None:  # billed, but the client only sees the gateway's page
+            self._send(gateway, _gateway_page(gateway), "text/html")
+            return
         self._send_json(200, _ok(records))
 
 

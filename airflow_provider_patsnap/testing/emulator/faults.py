@@ -34,6 +34,7 @@ class _FaultBook:
     fault_rate: float
     create_fault_kinds: tuple[str, ...]
     create_gateway_timeouts: int
+    indicator_gateway_timeouts: int
     create_gateway_status: int
 
     def outage(self, target: str, seconds: float, *, after_calls: int = 0, status: int = 500) -> None:
@@ -82,12 +83,18 @@ class _FaultBook:
                 self._stats["outage_answers"] += 1
         return answer
 
-    def _take_gateway_timeout(self) -> int | None:
-        """After a create made its job: the gateway status to answer instead of the envelope, if any."""
+    def _take_gateway_timeout(self, *, indicators: bool) -> int | None:
+        """After a create made its job, or an indicator batch was billed: the gateway status to answer
+        instead of the envelope, if any (``create_gateway_timeouts`` / ``indicator_gateway_timeouts``)."""
         with self._lock:
-            if self.create_gateway_timeouts <= 0:
-                return None
-            self.create_gateway_timeouts -= 1
+            if indicators:
+                if self.indicator_gateway_timeouts <= 0:
+                    return None
+                self.indicator_gateway_timeouts -= 1
+            else:
+                if self.create_gateway_timeouts <= 0:
+                    return None
+                self.create_gateway_timeouts -= 1
             self._stats["gateway_timeouts"] += 1
             return int(self.create_gateway_status)
 

@@ -55,6 +55,8 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
     * ``create_gateway_timeouts`` (0) and ``create_gateway_status`` (504): the next N report creates
       (R001/R002, any logo variant) create and bill their job, then answer that status with an
       nginx-style HTML gateway page (``text/html``) instead of the envelope; decremented per create.
+      ``indicator_gateway_timeouts`` (0): the same for the next N indicator batches (P035-P040): their
+      results are billed, and the client sees only the gateway page.
     * ``echo_wrong_job_id`` (False): the status endpoints answer with a ``job_id`` that went through
       a double (``int(float(id))``, +1 should that equal the id); the rest of the answer is right.
     * ``colliding_file_names`` (False): jobs created while it is on all download as ``report.pdf`` /
@@ -113,6 +115,7 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         self.truncate_first_download = truncate_first_download
         self.fail_identifiers = frozenset(fail_identifiers)
         self.create_gateway_timeouts = create_gateway_timeouts
+        self.indicator_gateway_timeouts = 0
         self.create_gateway_status = create_gateway_status
         self.single_active_token = single_active_token
         self.echo_wrong_job_id = echo_wrong_job_id
