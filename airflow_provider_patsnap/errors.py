@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from airflow_provider_patsnap.redaction import clean_message, remote_text
 
@@ -391,18 +392,19 @@ CLIENT_REFUSED = "check the connection's client id and client secret"
 
 def token_refused_again(exc: PatsnapError, refusals: int) -> PatsnapRetryableError:
     """The transient error that ends a run of refused fresh tokens (nothing was run: rejected)."""
-    return PatsnapRetryableError(
-        f"{exc.message}; {TOKEN_REFUSED_AGAIN.format(n=refusals)}",
-        endpoint=exc.endpoint,
-        code=exc.code,
-        http_status=exc.http_status,
-        outcome=Outcome.REJECTED,
-    )
+    return _refused(PatsnapRetryableError, exc, TOKEN_REFUSED_AGAIN.format(n=refusals))
 
 
 def credentials_refused(exc: PatsnapError, hint: str) -> PatsnapAuthError:
     """The authentication error that ends a token/key refusal, keeping PatSnap's code and message."""
-    return PatsnapAuthError(
+    return _refused(PatsnapAuthError, exc, hint)
+
+
+_E = TypeVar("_E", bound=PatsnapError)
+
+
+def _refused(cls: type[_E], exc: PatsnapError, hint: str) -> _E:
+    return cls(
         f"{exc.message}; {hint}",
         endpoint=exc.endpoint,
         code=exc.code,

@@ -2,8 +2,9 @@
 
 One status look and its verdict (:func:`judge`), the events a deferred wait ends with
 (:class:`WaitEvent`, :func:`payload`, and :func:`read_event`, the one validator every
-``execute_complete`` uses), the deferral (:func:`defer`), the wait in a worker (:func:`wait_here`),
-and the messages: a timeout, and how to finish a paid job without paying again.
+``execute_complete`` uses), the wait in a worker (:func:`wait_here`), and the messages: a timeout,
+and how to finish a paid job without paying again. The deferral is built beside the trigger
+(``triggers.report_job.deferral``), which uses this module.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Any
 
 from airflow_provider_patsnap.errors import PatsnapError, PatsnapInputError, PatsnapJobFailedError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
@@ -119,36 +119,6 @@ def finish_hint(kind: ReportKind | str, job_id: str) -> str:
         f"job_id={job_id!r}, report_kind={value!r}, ...), or give job_id={job_id!r} to the one-task report "
         "operator, instead of creating a new one"
     )
-
-
-def defer(
-    operator: Any,
-    *,
-    kind: ReportKind | str,
-    job_id: str,
-    conn_id: str,
-    end_time: float,
-    polled_at: float,
-    poll_interval: float,
-    method_name: str = "execute_complete",
-) -> NoReturn:
-    """Hand the wait to the triggerer. Airflow's own deferral timeout is the backstop (a triggerer that
-    is down); the trigger's timeout event, a little earlier, carries the job's last known state."""
-    from airflow_provider_patsnap.triggers.report_job import PatsnapReportJobTrigger
-
-    operator.defer(
-        trigger=PatsnapReportJobTrigger(
-            job_id=str(job_id),
-            report_kind=ReportKind.parse(kind).value,
-            end_time=end_time,
-            patsnap_conn_id=conn_id,
-            poll_interval=poll_interval,
-            last_polled_at=polled_at,
-        ),
-        method_name=method_name,
-        timeout=timedelta(seconds=max(end_time - polled_at, 0) + min(poll_interval, 60.0)),
-    )
-    raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
 
 
 def wait_here(

@@ -21,6 +21,7 @@ from airflow_provider_patsnap.operators._common import (
     annotate_outlet_events,
     archive_report,
 )
+from airflow_provider_patsnap.triggers.report_job import deferral
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, BaseOperator
 from airflow_provider_patsnap.waiting import Verdict, WaitEvent
 
@@ -104,14 +105,15 @@ class ReportPipelineMixin:
             verdict, _ = waiting.look(self.hook, self.report_kind, job_id)
             if verdict.waiting:
                 self.log.info("%s", verdict.message)
-                waiting.defer(
-                    self,
-                    kind=self.report_kind,
-                    job_id=job_id,
-                    conn_id=self.patsnap_conn_id,
-                    end_time=end_time,
-                    polled_at=polled_at,
-                    poll_interval=self.poll_interval,
+                self.defer(  # type: ignore[attr-defined]
+                    **deferral(
+                        kind=self.report_kind,
+                        job_id=job_id,
+                        conn_id=self.patsnap_conn_id,
+                        end_time=end_time,
+                        polled_at=polled_at,
+                        poll_interval=self.poll_interval,
+                    )
                 )
         else:
             verdict = waiting.wait_here(

@@ -12,6 +12,7 @@ from airflow_provider_patsnap import waiting
 from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
+from airflow_provider_patsnap.triggers.report_job import deferral
 from airflow_provider_patsnap.version_compat import (
     AirflowFailException,
     AirflowSensorTimeout,
@@ -98,14 +99,15 @@ class PatsnapReportJobSensor(BaseSensorOperator):
         end_time = TaskRun(context, self.log).window_end(WAIT_KEY, _seconds(self.timeout), polled_at)
         if end_time - polled_at <= 0:
             self._timed_out(waiting.timeout_message(self.report_kind, str(self.job_id)))
-        waiting.defer(
-            self,
-            kind=self.report_kind,
-            job_id=str(self.job_id),
-            conn_id=self.patsnap_conn_id,
-            end_time=end_time,
-            polled_at=polled_at,
-            poll_interval=_seconds(self.poke_interval),
+        self.defer(  # type: ignore[attr-defined]
+            **deferral(
+                kind=self.report_kind,
+                job_id=str(self.job_id),
+                conn_id=self.patsnap_conn_id,
+                end_time=end_time,
+                polled_at=polled_at,
+                poll_interval=_seconds(self.poke_interval),
+            )
         )
 
     def _first_poke(self, context: Any) -> bool | PokeReturnValue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_patsnap import waiting
@@ -17,6 +18,33 @@ from airflow_provider_patsnap.waiting import Verdict, WaitEvent
 
 #: The look at the deadline waits at most this long (or half a poll interval, if shorter) for its answer.
 LAST_LOOK_SECONDS = 10.0
+
+
+def deferral(
+    *,
+    kind: str,
+    job_id: str,
+    conn_id: str,
+    end_time: float,
+    polled_at: float,
+    poll_interval: float,
+    method_name: str = "execute_complete",
+) -> dict[str, Any]:
+    """What an operator hands ``self.defer(**...)`` to wait in the triggerer. Airflow's own deferral
+    timeout is the backstop (a triggerer that is down); the trigger's timeout event, a little earlier,
+    carries the job's last known state."""
+    return {
+        "trigger": PatsnapReportJobTrigger(
+            job_id=str(job_id),
+            report_kind=ReportKind.parse(kind).value,
+            end_time=end_time,
+            patsnap_conn_id=conn_id,
+            poll_interval=poll_interval,
+            last_polled_at=polled_at,
+        ),
+        "method_name": method_name,
+        "timeout": timedelta(seconds=max(end_time - polled_at, 0) + min(poll_interval, 60.0)),
+    }
 
 
 class PatsnapReportJobTrigger(BaseTrigger):
