@@ -219,6 +219,15 @@ class PatsnapDownloadRejectedError(PatsnapPermanentError):
     """The downloaded content is not the report (wrong type, HTML page) or cannot be stored."""
 
 
+class PatsnapBudgetExceededError(PatsnapPermanentError):
+    """A budget (daily, monthly, or the task's ``max_billable_units``) would be passed: nothing was sent."""
+
+    def __init__(self, message: str, *, period: str, spent: int, cap: int, **kwargs: object) -> None:
+        self.period, self.spent, self.cap = period, spent, cap
+        kwargs.setdefault("outcome", Outcome.NOT_SENT)
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
 class PatsnapDestinationError(PatsnapPermanentError):
     """The destination cannot be written (missing bucket or folder, no permission)."""
 

@@ -127,6 +127,29 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "An indicator batch whose answer was lost is sent again at most this often",
                         "schema": {"type": ["integer", "null"], "default": 1},
                     },
+                    "ledger_url": {
+                        "label": "Ledger database (SQLAlchemy URL)",
+                        "description": "sqlite:////abs/path.db or postgresql+psycopg2://...; records every unit bought",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "ledger_conn_id": {
+                        "label": "Ledger connection id",
+                        "description": "Or: an Airflow connection (postgres, sqlite) holding the ledger",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "budget_daily_units": {
+                        "label": "Daily budget (units)",
+                        "description": "Refuse a billable call that would pass it (needs a ledger)",
+                        "schema": {"type": ["integer", "null"]},
+                    },
+                    "budget_monthly_units": {
+                        "label": "Monthly budget (units)",
+                        "schema": {"type": ["integer", "null"]},
+                    },
+                    "budget_timezone": {
+                        "label": "Budget time zone",
+                        "schema": {"type": ["string", "null"], "default": "Asia/Shanghai"},
+                    },
                     "download_timeout": {
                         "label": "Longest report download (s)",
                         "description": "One attempt's whole transfer, however slowly bytes arrive",

@@ -273,6 +273,30 @@ def sha256_of(path: Any, chunk: int = 1024 * 1024) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def copy_verified(source: Any, final: Any, *, sha256: str, key: str, overwrite: bool) -> int:
+    """Copy ``source`` to ``final`` through a staging file, publishing only bytes whose sha256 is
+    ``sha256``; the size. Raises ``ValueError`` on another digest (nothing is published)."""
+    digest = hashlib.sha256()
+    size = 0
+    with staged_file(final, key) as (handle, path):
+        with source.open("rb") as reader:
+            while block := reader.read(1024 * 1024):
+                digest.update(block)
+                handle.write(block)
+                size += len(block)
+        handle.flush()
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"{user_uri(source)} changed since it was archived (sha256 {digest.hexdigest()})")
+        try:
+            publish(final, path, overwrite=overwrite)
+        except FileExistsError:
+            if sha256_of(final) != (size, sha256):
+                raise PatsnapDestinationError(
+                    f"{user_uri(final)} already exists with other content; set overwrite=True to replace it"
+                ) from None
+    return size
+
+
 def write_lines_atomically(final: Any, lines: Iterator[bytes], *, key: str = "lines", overwrite: bool = True) -> int:
     """Write byte lines to ``final`` via a staging file; return the byte count.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import datetime as _dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -178,6 +179,20 @@ def patents(patent_numbers: Any, patent_ids: Any) -> tuple[list[str], list[str]]
 
 def batches(items: list[str], size: int = MAX_BATCH) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def statement_day(parameter: str, value: Any) -> str:
+    """A day for PatSnap's statement: a date (or datetime), or ``YYYYMMDD`` / ``YYYY-MM-DD`` text."""
+    if hasattr(value, "strftime"):
+        return str(value.strftime("%Y%m%d"))
+    text = rendered_text(parameter, str(value or "")).strip().replace("-", "")
+    if len(text) != 8 or not text.isascii() or not text.isdigit():
+        raise PatsnapInputError(parameter, f"give a date or 'YYYYMMDD', got {value!r}")
+    try:
+        _dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        raise PatsnapInputError(parameter, f"{value!r} is not a real day") from None
+    return text
 
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -57,6 +57,14 @@ except ImportError:  # Airflow 2.11, 3.0
     )
 
 try:
+    from airflow.sdk.observability.stats import Stats
+except ImportError:  # Airflow 2.11, 3.0-3.2
+    try:
+        from airflow.sdk._shared.observability.metrics.stats import Stats  # type: ignore[no-redef]
+    except ImportError:
+        from airflow.stats import Stats  # type: ignore[no-redef,assignment,attr-defined,unused-ignore]
+
+try:
     from airflow.sdk import ResumableJobMixin
 except ImportError:  # before Airflow 3.3: no task state store to resume from
 
@@ -120,6 +128,21 @@ async def amask_secret(secret: str) -> None:
         await _amask(secret)
 
 
+def current_context() -> Any:
+    """The running task's context, or None outside a task (a hook used from a script)."""
+    try:
+        from airflow.sdk import get_current_context
+    except ImportError:  # Airflow 2.11
+        try:
+            from airflow.operators.python import get_current_context  # type: ignore[no-redef,attr-defined,unused-ignore]
+        except ImportError:
+            return None
+    try:
+        return get_current_context()
+    except Exception:  # no task is running here
+        return None
+
+
 def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
@@ -138,12 +161,14 @@ __all__ = [
     "BaseTrigger",
     "PokeReturnValue",
     "ResumableJobMixin",
+    "Stats",
     "TaskDeferred",
     "TriggerEvent",
     "aget_connection",
     "amask_secret",
     "asset",
     "conf",
+    "current_context",
     "default_deferrable",
     "mask_secret",
     "object_storage_path",

@@ -7,7 +7,8 @@ SQLite metadata DB: ``api-server`` (127.0.0.1, free port; the execution API), ``
 ``scheduler``, ``triggerer`` and two ``airflow celery worker`` processes (``-H w1`` / ``-H w2``,
 concurrency 2 each), every component with its log server off so nothing listens beyond loopback.
 The connection has ``qps=2`` and ``rate_limit_url=redis://.../2``: every worker and the triggerer
-draw from one account budget.
+draw from one account budget. Its ledger is a throwaway PostgreSQL cluster on 127.0.0.1 (Debian's
+``postgresql``, initdb/pg_ctl) with a daily budget of ``COMPANIES + 1`` units.
 
 It triggers one run of ``patsnap_enterprise_report_refresh_stepwise`` (the scheduler's own runs are
 off), waits for it, and checks:
@@ -22,7 +23,13 @@ off), waits for it, and checks:
 * one create per report, the archive byte-identical to the emulator's reports (SHA-256);
 * the account QPS never exceeded: the emulator rejected 0 calls, and the calls it served never
   numbered more than ``qps`` in any one-second window;
+* the ledger recorded each create, answered, with its task instance and PatSnap's job id;
 * every listening socket of the deployment (and of this script) is on 127.0.0.1.
+
+Then it triggers a second run, whose three creates race (on both workers) for the one unit the
+budget has left, and checks that PatSnap billed exactly the cap: one create bought, the other two
+refused before any call, failed at their first try (never retried into the same wall), and the
+ledger's day counter at the cap.
 
 Exits 1 when a check fails (after printing each component's log tail), 2 when the deployment did
 not come up or the run did not finish. Everything started is stopped however it ends (SIGTERM to
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -69,11 +77,13 @@ from tests.chaos._procs import (  # noqa: E402
     tail,
     wait_for,
 )
+from tests.ledger_support import PostgresCluster  # noqa: E402
 
 # The refresh in its three-task form: nine tasks per run, so both workers get some (the one-task
 # form runs three, which Celery may well give to one worker).
 DAG_ID = "patsnap_enterprise_report_refresh_stepwise"
 COMPANIES = 3  # the example DAG's list (it has no knob for more)
+BUDGET = COMPANIES + 1  # the daily cap: the first run spends 3, the second run's creates race for the last unit
 ACCOUNT_QPS = 2
 JOB_SECONDS = 5.0
 WORKERS = ("w1", "w2")
@@ -170,6 +180,8 @@ class Fleet:
         self.api_port = free_port()
         self.emu: PatsnapEmulator | None = None
         self.tracker: CallerTracker | None = None
+        self.postgres: PostgresCluster | None = None
+        self.ledger_url = ""
         self.env: dict[str, str] = {}
 
     # ----- processes
@@ -188,6 +200,8 @@ class Fleet:
         self._stop([self.procs[n] for n in reversed(names)], grace)
         if "redis" in self.procs:
             self._stop([self.procs["redis"]], 5.0)
+        if self.postgres is not None:
+            self.postgres.stop()
 
     @staticmethod
     def _stop(procs: list[Proc], grace: float) -> None:
@@ -222,8 +236,13 @@ class Fleet:
         self.emu = PatsnapEmulator(job_seconds=JOB_SECONDS, qps_limit=ACCOUNT_QPS).start()
         self.tracker = CallerTracker(self.emu, {})
 
+        self.postgres = PostgresCluster()
+        self.ledger_url = self.postgres.fresh_database("patsnap_ledger")
+
         redis_url = f"redis://127.0.0.1:{self.redis_port}"
-        conn = self.emu.connection_json(qps=ACCOUNT_QPS, rate_limit_url=f"{redis_url}/2")
+        conn = self.emu.connection_json(
+            qps=ACCOUNT_QPS, rate_limit_url=f"{redis_url}/2", ledger_url=self.ledger_url, budget_daily_units=BUDGET
+        )
         self.env = airflow_env(
             self.home,
             EXAMPLE_DAGS,
@@ -441,12 +460,96 @@ def verify(fleet: Fleet, run_id: str, state: str, run_seconds: float) -> list[tu
         f"peak {peak} in any 1 s window; account QPS {ACCOUNT_QPS}",
     )
 
+    units = ledger_units(fleet)
+    recorded = sorted((u["task_id"], u["map_index"], u["state"], u["units_billed"], u["job_id"]) for u in units)
+    wanted = sorted((f"{GROUP}.create", i, "answered", 1, j) for i, j in enumerate(create_job_ids(fleet, run_id)))
+    check(
+        "ledger: every create recorded",
+        recorded == wanted and sorted(str(j) for *_, j in recorded) == sorted(job_ids),
+        f"{len(units)} units in PostgreSQL: "
+        + ", ".join(f"{t.split('.')[-1]}[{i}] {st} {b} job {j}" for t, i, st, b, j in recorded),
+    )
+
     check(
         "emulator clean",
         not emu.errors and stats["auth_rejected"] == 0 and stats["internal_errors"] == 0,
         f"auth_rejected {stats['auth_rejected']}, internal errors {len(emu.errors)}",
     )
     return checks
+
+
+GROUP = "company_report"  # the stepwise DAG's mapped task group
+
+
+def ledger_units(fleet: Fleet) -> list[dict[str, Any]]:
+    """Every row of the ledger's units table, oldest first."""
+    import sqlalchemy
+
+    from airflow_provider_patsnap.ledger.schema import units
+
+    engine = sqlalchemy.create_engine(fleet.ledger_url)
+    try:
+        with engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(sqlalchemy.select(units).order_by(units.c.id))]
+    finally:
+        engine.dispose()
+
+
+def create_job_ids(fleet: Fleet, run_id: str) -> list[str]:
+    """The job id each mapped create of the run returned (its XCom), by map index."""
+    rows = fleet.db.rows(
+        "SELECT map_index, value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value' "
+        "ORDER BY map_index",
+        DAG_ID,
+        run_id,
+        f"{GROUP}.create",
+    )
+    return [json.loads(value) for _, value in rows]
+
+
+def verify_race(fleet: Fleet, run_id: str, state: str, creates_before: int) -> list[tuple[str, bool, str]]:
+    """The second run: its creates raced for the budget's last unit."""
+    assert fleet.emu is not None
+    creates = [t for t in fleet.db.task_instances(DAG_ID, run_id) if t["task_id"] == f"{GROUP}.create"]
+    outcome = Counter(t["state"] for t in creates)
+    refused = [t for t in creates if t["state"] == "failed"]
+    logs = "".join(
+        log.read_text(errors="replace")
+        for t in refused
+        for log in (fleet.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}").glob(
+            f"task_id={GROUP}.create/map_index={t['map_index']}/*.log"
+        )
+    )
+    billed = fleet.emu.stats["creates"]
+    day_reserved = [u for u in ledger_units(fleet) if u["state"] == "answered"]
+    checks = [
+        (
+            "budget race: billed = cap",
+            billed == BUDGET and len(day_reserved) == BUDGET,
+            f"PatSnap billed {billed} creates in all ({billed - creates_before} in this run) for a daily cap of "
+            f"{BUDGET}; the ledger holds {len(day_reserved)} answered units",
+        ),
+        (
+            "budget race: refused before paying, not retried",
+            state == "failed"
+            and outcome == {"success": 1, "failed": COMPANIES - 1}
+            and all(t["try_number"] == 1 for t in refused)
+            and logs.count(f"daily budget of {BUDGET} units") >= len(refused),
+            f"run {state}; creates {dict(outcome)} on {sorted({t['hostname'] for t in creates})}; refused at try "
+            f"{[t['try_number'] for t in refused]}, each log naming the daily budget",
+        ),
+    ]
+    return checks
+
+
+def wait_run(fleet: Fleet, run_id: str, timeout: float) -> str:
+    fleet.cli("dags", "trigger", DAG_ID, "--run-id", run_id)
+    return wait_for(
+        lambda: (s := fleet.db.run_state(DAG_ID, run_id)) in ("success", "failed") and s,
+        timeout,
+        f"run {run_id} to finish",
+        interval=0.5,
+    )
 
 
 def check_listeners(fleet: Fleet) -> tuple[str, bool, str]:
@@ -483,23 +586,21 @@ def main() -> int:
         listeners_idle = check_listeners(fleet)
         fleet.cli("dags", "unpause", DAG_ID)
         triggered = time.monotonic()
-        fleet.cli("dags", "trigger", DAG_ID, "--run-id", run_id)
-        state = wait_for(
-            lambda: (s := fleet.db.run_state(DAG_ID, run_id)) in ("success", "failed") and s,
-            args.run_timeout,
-            f"run {run_id} to finish",
-            interval=0.5,
-        )
+        state = wait_run(fleet, run_id, args.run_timeout)
         run_seconds = time.monotonic() - triggered
         checks = [*verify(fleet, run_id, state, run_seconds), check_listeners(fleet)]
+        assert fleet.emu is not None
+        creates_before = fleet.emu.stats["creates"]
+        run_id = f"{run_id}-race"
+        checks += verify_race(fleet, run_id, wait_run(fleet, run_id, args.run_timeout), creates_before)
         if not listeners_idle[1]:
             checks.append(listeners_idle)
         failed = not all(ok for _, ok, _ in checks)
         width = max(len(name) for name, _, _ in checks)
         print(
             f"fleet demo: {DAG_ID} on CeleryExecutor ({len(WORKERS)} workers x concurrency {WORKER_CONCURRENCY}, "
-            f"separate triggerer, Redis broker + shared budget on 127.0.0.1:{fleet.redis_port}, SQLite metadata DB); "
-            f"{COMPANIES} companies, account QPS {ACCOUNT_QPS}"
+            f"separate triggerer, Redis broker + shared budget on 127.0.0.1:{fleet.redis_port}, SQLite metadata DB, "
+            f"PostgreSQL ledger); {COMPANIES} companies, account QPS {ACCOUNT_QPS}, daily budget {BUDGET} units"
         )
         for name, ok, detail in checks:
             print(f"  [{'ok' if ok else 'FAIL'}] {name:<{width}}  {detail}")

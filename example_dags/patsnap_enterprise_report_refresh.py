@@ -8,6 +8,11 @@ PatSnap gives them the same file name. One company PatSnap cannot report on does
 others, and a retry never creates (and pays for) a second report. The archive emits an Asset event
 downstream DAGs can schedule on. ``patsnap_enterprise_report_refresh_stepwise`` is the same
 pipeline as three visible tasks per company.
+
+Cost control (needs a ledger on the PatSnap connection: extra ``ledger_url``; see the README's "Cost
+control"): a report bought for the same company within six days is reused, not bought again (so a
+re-run of the week's refresh costs nothing), and each company's task may buy one report at most.
+Daily and monthly budgets are the connection's (``budget_daily_units``, ``budget_monthly_units``).
 """
 
 from __future__ import annotations
@@ -80,4 +85,6 @@ with DAG(
         poll_interval=float(os.environ.get("PATSNAP_POKE_INTERVAL", "30")),
         timeout=60 * 60,
         outlets=[ENTERPRISE_REPORTS],
+        reuse_within=timedelta(days=6),  # last week's report, archived or re-fetched: 0 units
+        max_billable_units=1,  # one report per company and run, whatever happens
     ).expand(company_name=COMPANIES)

@@ -33,6 +33,7 @@ from airflow_provider_patsnap.hooks import _ratelimit  # noqa: E402
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE  # noqa: E402
 from airflow_provider_patsnap.triggers import _schedule  # noqa: E402
 from tests.airflow_fixtures import airflow_db, archive_root, dagbag  # noqa: E402, F401
+from tests.ledger_support import postgres  # noqa: E402, F401
 from tests.support import API_KEY, conn_json  # noqa: E402
 
 
@@ -97,5 +98,17 @@ def emu_conn(emulator: object, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(
         "AIRFLOW_CONN_PATSNAP_DEFAULT",
         emulator.connection_json(qps=0, retry_wait_min=0.01, retry_wait_max=0.05),  # type: ignore[attr-defined]
+    )
+    return "patsnap_default"
+
+
+@pytest.fixture
+def ledger_conn(emulator: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """``emu_conn`` with a ledger (a SQLite file): what the example refresh's ``reuse_within`` needs."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PATSNAP_DEFAULT",
+        emulator.connection_json(  # type: ignore[attr-defined]
+            qps=0, retry_wait_min=0.01, retry_wait_max=0.05, ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}"
+        ),
     )
     return "patsnap_default"

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks._urls import Allowance, allowance_from, url_refusal
@@ -24,6 +25,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
 #: An indicator batch whose answer was lost is sent again at most this often (extra ``max_ambiguous_replays``).
 DEFAULT_AMBIGUOUS_REPLAYS = 1
+#: Budget days are counted in this time zone (PatSnap's statement is in China's).
+DEFAULT_BUDGET_TIMEZONE = "Asia/Shanghai"
 #: One download attempt may take at most this long, however slowly bytes trickle in (extra ``download_timeout``).
 DEFAULT_DOWNLOAD_TIMEOUT = 900.0
 #: Every connection extra the provider reads (``scheme`` only matters for URI-form connections).
@@ -42,6 +45,11 @@ EXTRAS = (
     "max_download_bytes",
     "download_timeout",
     "max_ambiguous_replays",
+    "ledger_url",
+    "ledger_conn_id",
+    "budget_daily_units",
+    "budget_monthly_units",
+    "budget_timezone",
     "scheme",
 )
 
@@ -70,6 +78,21 @@ class PatsnapConfig:
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
     #: Times an indicator batch whose answer was lost (it may have been billed) is sent again.
     max_ambiguous_replays: int = DEFAULT_AMBIGUOUS_REPLAYS
+    #: The ledger's database: a SQLAlchemy URL (may carry a password), or an Airflow connection holding it.
+    ledger_url: str | None = field(default=None, repr=False)
+    ledger_conn_id: str | None = None
+    budget_daily_units: int | None = None
+    budget_monthly_units: int | None = None
+    budget_timezone: str = DEFAULT_BUDGET_TIMEZONE
+
+    @property
+    def has_ledger(self) -> bool:
+        return bool(self.ledger_url or self.ledger_conn_id)
+
+    @property
+    def account(self) -> str:
+        """The account in the ledger: the host and a hash of the principal (never a secret)."""
+        return f"{self.base_url}#{hashlib.sha256(self.principal.encode()).hexdigest()[:16]}"
 
     @property
     def uses_oauth(self) -> bool:
@@ -79,7 +102,10 @@ class PatsnapConfig:
     def secrets(self) -> tuple[str, ...]:
         """The values to register with the secrets masker."""
         redis_password = urlsplit(self.rate_limit_url).password if self.rate_limit_url else None
-        return tuple(s for s in (self.client_secret, self.api_key, redis_password) if s)
+        ledger_password = urlsplit(self.ledger_url).password if self.ledger_url and "://" in self.ledger_url else None
+        return tuple(
+            s for s in (self.client_secret, self.api_key, redis_password, self.ledger_url, ledger_password) if s
+        )
 
     @property
     def principal(self) -> str:
@@ -150,6 +176,30 @@ def _allowance(value: Any) -> Allowance:
         ) from None
 
 
+def _ledger_settings(extra: dict[str, Any]) -> dict[str, Any]:
+    url = str(extra.get("ledger_url") or "").strip() or None
+    conn_id = str(extra.get("ledger_conn_id") or "").strip() or None
+    daily = _number(extra, "budget_daily_units", None, int)
+    monthly = _number(extra, "budget_monthly_units", None, int)
+    zone = str(extra.get("budget_timezone") or DEFAULT_BUDGET_TIMEZONE).strip()
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise PatsnapInputError("extra.budget_timezone", f"{zone!r} is not a time zone, e.g. Asia/Shanghai") from None
+    if (daily is not None or monthly is not None) and not (url or conn_id):
+        name = "budget_daily_units" if daily is not None else "budget_monthly_units"
+        raise PatsnapInputError(
+            f"extra.{name}", "a budget needs a ledger to count against: set the extra ledger_url or ledger_conn_id"
+        )
+    return {
+        "ledger_url": url,
+        "ledger_conn_id": conn_id,
+        "budget_daily_units": daily,
+        "budget_monthly_units": monthly,
+        "budget_timezone": zone,
+    }
+
+
 def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
@@ -188,4 +238,5 @@ def config_from_connection(conn: Any, overrides: dict[str, Any] | None = None) -
         max_download_bytes=_positive(extra, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, int),
         download_timeout=_positive(extra, "download_timeout", DEFAULT_DOWNLOAD_TIMEOUT),
         max_ambiguous_replays=_number(extra, "max_ambiguous_replays", DEFAULT_AMBIGUOUS_REPLAYS, int),
+        **_ledger_settings(extra),
     )

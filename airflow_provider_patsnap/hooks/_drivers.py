@@ -22,6 +22,7 @@ import httpx
 import requests
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
+from airflow_provider_patsnap import metrics
 from airflow_provider_patsnap.errors import PatsnapError
 from airflow_provider_patsnap.hooks import _retry
 from airflow_provider_patsnap.hooks._core import (
@@ -137,10 +138,13 @@ def _perform(step: Step, session: requests.Session) -> Any:
     if isinstance(step, Send):
         return _requests_send(session, step.request)
     if isinstance(step, Acquire):
+        started = time.monotonic()
         try:
             return step.limiter.acquire(step.priority)
         except PatsnapError as exc:  # handed back to the sequence, which decides (e.g. retries)
             return exc
+        finally:
+            metrics.timing("ratelimit.wait", time.monotonic() - started, priority=step.priority.name.lower())
     if isinstance(step, Sleep):
         return _retry.sleep(step.seconds)
     if isinstance(step, Lock):
@@ -240,10 +244,13 @@ async def _aperform(step: Step) -> Any:
     if isinstance(step, Send):
         return await _httpx_send(step.request)
     if isinstance(step, Acquire):
+        started = time.monotonic()
         try:
             return await step.limiter.aacquire(step.priority)
         except PatsnapError as exc:
             return exc
+        finally:
+            metrics.timing("ratelimit.wait", time.monotonic() - started, priority=step.priority.name.lower())
     if isinstance(step, Sleep):
         return await _retry.asleep(step.seconds)
     if isinstance(step, Lock):

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
+from airflow_provider_patsnap import metrics
 from airflow_provider_patsnap.hooks._shared_budget import SharedBudget
 
 #: PatSnap counts calls in a sliding one-second window; the client counts in a slightly longer one.
@@ -160,6 +161,7 @@ class RateLimiter:
     def on_rejected(self) -> None:
         """PatSnap refused a call for rate: the whole process slows down (once per window: the calls
         already in flight when the limit was hit are refused together, and count as one signal)."""
+        metrics.count("ratelimit.refused", 1)
         if self.qps is None:
             return
         with self._lock:

@@ -10,7 +10,7 @@ import base64
 import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from tenacity import retry_if_exception_type
@@ -24,23 +24,30 @@ from airflow_provider_patsnap.errors import (
     PatsnapInputError,
     PatsnapPermanentError,
     PatsnapResponseError,
+    PatsnapRetryableError,
     ambiguous_create,
     classify_code,
 )
-from airflow_provider_patsnap.hooks import _drivers, _retry
+from airflow_provider_patsnap.hooks import _drivers, _purchase, _retry
 from airflow_provider_patsnap.hooks._batches import ReplayBudget, fetch_batches
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
 from airflow_provider_patsnap.hooks._core import TOKEN_PATH, CallCore
 from airflow_provider_patsnap.hooks._download import DOWNLOAD_CHUNK, ReportDownloader
+from airflow_provider_patsnap.hooks._purchase import batch_purchase, report_purchase, request_subject
 from airflow_provider_patsnap.hooks._redact import install_log_redaction
 from airflow_provider_patsnap.hooks._retry import retry_policy
 from airflow_provider_patsnap.hooks._token_cache import TOKEN_CACHE
+from airflow_provider_patsnap.ledger.model import Budget, Purchase
 from airflow_provider_patsnap.models import LegalIndicatorRecord, ReportJob, ReportKind, normalize_job_id
-from airflow_provider_patsnap.redaction import register_basic_credentials, register_secret
+from airflow_provider_patsnap.redaction import register_basic_credentials, register_secret, remote_text
 from airflow_provider_patsnap.storage import Destination
 from airflow_provider_patsnap.version_compat import BaseHook, aget_connection, amask_secret, mask_secret
 
+if TYPE_CHECKING:
+    from airflow_provider_patsnap.ledger.store import PatsnapLedger
+
 LEGAL_INDICATORS_PATH = valuation.INDICATORS["legal"].path
+STATEMENT_PATH = "/open-user/statement/v2"
 
 __all__ = ["DOWNLOAD_CHUNK", "LEGAL_INDICATORS_PATH", "TOKEN_PATH", "PatsnapHook"]
 
@@ -214,14 +221,21 @@ class PatsnapHook(BaseHook):
         verb = validation.http_method(method)
         path = validation.endpoint_path(endpoint)
         billable = verb == "POST" if billable is None else bool(billable)
-        try:
-            return self._call(
-                verb, path, params=validation.query(params), body=json, billable=billable, on_send=on_send
-            )
-        except PatsnapError as exc:
-            if billable and exc.outcome is Outcome.MAY_HAVE_RUN:
-                raise ambiguous_create(exc, what="the call may have run (and been billed)") from None
-            raise
+        query = validation.query(params)
+
+        def send(mark: Callable[[], None] | None) -> Any:
+            try:
+                return self._call(verb, path, params=query, body=json, billable=billable, on_send=mark)
+            except PatsnapError as exc:
+                if billable and exc.outcome is Outcome.MAY_HAVE_RUN:
+                    raise ambiguous_create(exc, what="the call may have run (and been billed)") from None
+                raise
+
+        if not billable:
+            return send(on_send)
+        # What a generic call bills is PatSnap's to say: the ledger counts one unit per call.
+        purchase = Purchase(endpoint=path, serial=path, subject=request_subject(query, json), units=1)
+        return _purchase.buy(self.ledger, purchase, send, billed=lambda _: 1, on_send=on_send)
 
     # ------------------------------------------------------------------ reports
 
@@ -258,6 +272,18 @@ class PatsnapHook(BaseHook):
         return self._create(ReportKind.PATENT_VALUE, body, logo, on_send)
 
     def _create(self, kind: ReportKind, body: dict[str, str], logo: bool, on_send: Callable[[], None] | None) -> str:
+        return _purchase.buy(
+            self.ledger,
+            report_purchase(kind, body, logo),
+            lambda mark: self._send_create(kind, body, logo, mark),
+            billed=lambda _: 1,
+            job_id=lambda job_id: job_id,
+            on_send=on_send,
+        )
+
+    def _send_create(
+        self, kind: ReportKind, body: dict[str, str], logo: bool, on_send: Callable[[], None] | None
+    ) -> str:
         path = kind.create_path(logo)
         try:
             data = self._call("POST", path, body=body, billable=True, on_send=on_send)
@@ -316,11 +342,16 @@ class PatsnapHook(BaseHook):
         policy = retry_policy(self.config, self.log, f"Download of {kind.code} job {job_id}").copy(
             retry=retry_if_exception_type(PatsnapDownloadError)
         )
-        return policy(
+        result: dict[str, Any] = policy(
             lambda: self._downloader.fetch(
                 self.get_report_job(kind, job_id), target, overwrite=overwrite, chunk_size=chunk_size
             )
         )
+        if self.ledger is not None:  # where the report now is: what a later run may reuse
+            _purchase.quietly(
+                self.ledger.attach_result, serial=kind.code, job_id=job_id, uri=result["uri"], sha256=result["sha256"]
+            )
+        return result
 
     # ------------------------------------------------------------------ indicators
 
@@ -373,21 +404,79 @@ class PatsnapHook(BaseHook):
         budget = budget if budget is not None else ReplayBudget(self.config.max_ambiguous_replays)
         if budget.pause is None:
             budget.pause = self._replay_pause
-        return fetch_batches(self._fetch_batch, batches, self.config.max_concurrency, on_batch, budget, self.log)
+        where = _purchase.current_scope()  # taken here: the batches run in other threads
+        ledger = self.ledger
+
+        def fetch(batch: valuation.Batch, stop: threading.Event) -> list[Any]:
+            return _purchase.buy(
+                ledger,
+                batch_purchase(batch),
+                lambda mark: self._fetch_batch(batch, stop, mark),
+                billed=len,
+                where=where,
+            )
+
+        return fetch_batches(fetch, batches, self.config.max_concurrency, on_batch, budget, self.log)
 
     def _replay_pause(self, replay: int) -> None:
         """Back off before sending a batch again: a lost answer is often an outage that has not ended."""
         config = self.config
         _retry.sleep(min(config.retry_wait_min * 2 ** (replay - 1), config.retry_wait_max))
 
-    def _fetch_batch(self, batch: valuation.Batch, stop: threading.Event | None = None) -> list[Any]:
+    def _fetch_batch(
+        self, batch: valuation.Batch, stop: threading.Event | None = None, on_send: Callable[[], None] | None = None
+    ) -> list[Any]:
         path = batch.indicator.path
         # Billed per result returned: replayed here only when PatSnap surely did not run it.
-        data = self._call("GET", path, params={batch.param: ",".join(batch.patents)}, billable=True, stop=stop)
+        data = self._call(
+            "GET", path, params={batch.param: ",".join(batch.patents)}, billable=True, stop=stop, on_send=on_send
+        )
         if data is None:
             return []
         if not isinstance(data, list):
             raise PatsnapResponseError("expected a list of indicator records in 'data'", endpoint=f"GET {path}")
+        return data
+
+    # ------------------------------------------------------------------ ledger and statement
+
+    @cached_property
+    def ledger(self) -> PatsnapLedger | None:
+        """The ledger this connection records its units in (extras ``ledger_url``/``ledger_conn_id``), or None."""
+        config = self.config
+        if not config.has_ledger:
+            return None
+        from airflow_provider_patsnap.ledger.engine import safe_url, url_of_connection
+        from airflow_provider_patsnap.ledger.store import PatsnapLedger
+
+        url = config.ledger_url
+        if url is None:
+            url = url_of_connection(self.get_connection(str(config.ledger_conn_id)))
+            register_secret(url)
+            mask_secret(url)
+        budget = Budget(config.budget_daily_units, config.budget_monthly_units, config.budget_timezone)
+        try:
+            return PatsnapLedger(url, config.account, budget)
+        except Exception as exc:
+            raise PatsnapRetryableError(
+                f"the ledger at {safe_url(url)} cannot be opened ({type(exc).__name__}: {remote_text(str(exc), 200)}); "
+                "nothing was sent",
+                outcome=Outcome.NOT_SENT,
+            ) from None
+
+    def get_usage_statement(self, start: Any, end: Any) -> dict[str, Any]:
+        """PatSnap's statement of account (``POST /open-user/statement/v2``) for ``start``..``end`` (dates or
+        ``YYYYMMDD``, both included): the envelope's ``data``. Needs client credentials or an API key; the
+        request carries the client secret, so it is never logged."""
+        config = self.config
+        body = {
+            "apikey": config.api_key or config.client_id or "",
+            "client_secret": config.client_secret or "",
+            "time_start": validation.statement_day("start", start),
+            "time_end": validation.statement_day("end", end),
+        }
+        data = self._call("POST", STATEMENT_PATH, body=body)
+        if not isinstance(data, dict):
+            raise PatsnapResponseError("the statement has no 'data' object", endpoint=f"POST {STATEMENT_PATH}")
         return data
 
     # ------------------------------------------------------------------ connection test

@@ -4,15 +4,23 @@ outlet events, lineage. Helpers take what they need as arguments; none reads an 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_patsnap.errors import PatsnapError, PatsnapInputError, PatsnapRetryableError
+from airflow_provider_patsnap.hooks._download import MEDIA_TYPES
+from airflow_provider_patsnap.hooks._purchase import LEDGER_NEEDED, Scope, scope as purchase_scope, task_of
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.lineage import operator_lineage, patsnap_input, storage_output
 from airflow_provider_patsnap.models import ReportKind
-from airflow_provider_patsnap.version_compat import AirflowFailException
+from airflow_provider_patsnap.staging import copy_verified
+from airflow_provider_patsnap.storage import Destination, user_uri
+from airflow_provider_patsnap.version_compat import AirflowFailException, object_storage_path
+
+if TYPE_CHECKING:
+    from airflow_provider_patsnap.ledger.store import PatsnapLedger
 
 
 @contextlib.contextmanager
@@ -54,6 +62,29 @@ def archive_report(hook: PatsnapHook, kind: ReportKind | str, job_id: str, targe
     )
 
 
+def copy_archived(
+    kind: ReportKind | str, job_id: str, source_uri: str, sha256: str, target: ArchiveTarget
+) -> dict[str, Any]:
+    """The download dict of a report copied from an earlier archive (its sha256 verified on the way)."""
+    kind = ReportKind.parse(kind)
+    scheme = source_uri.split("://", 1)[0]
+    destination = Destination.parse(target.destination, target.destination_conn_id)
+    same_store = destination.raw.split("://", 1)[0] == scheme if "://" in destination.raw else scheme == "file"
+    source = object_storage_path(source_uri, conn_id=target.destination_conn_id if same_store else None)
+    final = destination.resolve(source.name)
+    size = copy_verified(source, final, sha256=sha256, key=f"{kind.value}:{job_id}:copy", overwrite=target.overwrite)
+    extension = final.name.rsplit(".", 1)[-1].lower()
+    return {
+        "uri": user_uri(final),
+        "filename": final.name,
+        "size": size,
+        "sha256": sha256,
+        "media_type": MEDIA_TYPES.get(extension, "application/octet-stream"),
+        "job_id": job_id,
+        "report_kind": kind.value,
+    }
+
+
 def annotate_outlet_events(outlets: Any, context: Any, result: dict[str, Any]) -> None:
     """Attach what was written to the Asset events Airflow emits for the task's ``outlets``."""
     events = context.get("outlet_events") if hasattr(context, "get") else None
@@ -65,6 +96,53 @@ def annotate_outlet_events(outlets: Any, context: Any, result: dict[str, Any]) -
             events[outlet].extra.update(extra)
         except (KeyError, TypeError, AttributeError):
             continue
+
+
+# ------------------------------------------------------------------------------------ spending
+
+
+def spending(context: Any, max_billable_units: Any) -> contextlib.AbstractContextManager[Scope]:
+    """Units bought inside are this task's, within ``max_billable_units`` (None: no cap of the task's)."""
+    return purchase_scope(task_of(context), units_cap(max_billable_units))
+
+
+def units_cap(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise PatsnapInputError(
+            "max_billable_units", f"give a whole number of units (0 or more), or None, got {value!r}"
+        )
+    return int(value)
+
+
+def reuse_window(value: Any) -> dt.timedelta | None:
+    """``reuse_within`` as a window: a timedelta, or seconds (None: buy anew every time)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.timedelta):
+        window = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        window = dt.timedelta(seconds=value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        window = dt.timedelta(seconds=int(value))
+    else:
+        raise PatsnapInputError("reuse_within", f"give a timedelta or a number of seconds, got {value!r}")
+    if window.total_seconds() < 0:
+        raise PatsnapInputError("reuse_within", f"must not be negative, got {value!r}")
+    return window
+
+
+def require_ledger(hook: PatsnapHook, parameter: str) -> PatsnapLedger:
+    ledger = hook.ledger
+    if ledger is None:
+        raise PatsnapInputError(parameter, LEDGER_NEEDED)
+    return ledger
+
+
+def spent(result: dict[str, Any], where: Scope) -> dict[str, Any]:
+    """``result`` with what the task bought and reused (``billed_units``, ``reused_units``)."""
+    return {**result, "billed_units": where.billed, "reused_units": where.reused}
 
 
 def lineage_of(hook: PatsnapHook, api_path: str, asked: dict[str, Any], written: str | None) -> Any:

@@ -14,12 +14,17 @@ from typing import Any
 
 from airflow_provider_patsnap import waiting
 from airflow_provider_patsnap.billing import TaskRun
+from airflow_provider_patsnap.errors import PatsnapError
+from airflow_provider_patsnap.hooks._purchase import Scope
 from airflow_provider_patsnap.models import ReportKind, normalize_job_id
 from airflow_provider_patsnap.operators._common import (
     ArchiveTarget,
     airflow_failure_semantics,
     annotate_outlet_events,
     archive_report,
+    copy_archived,
+    spending,
+    spent,
 )
 from airflow_provider_patsnap.triggers.report_job import deferral
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, BaseOperator
@@ -45,7 +50,9 @@ class ReportPipelineMixin:
     log: Any
     hook: Any
     outlets: Any
+    max_billable_units: Any
     buy: Any  # the create operator's buy(run) -> job id
+    reusable: Any  # the create operator's reusable() -> the ledger's reusable report, or None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -86,10 +93,29 @@ class ReportPipelineMixin:
     def execute(self, context: Any, **_: Any) -> Any:  # Airflow 2 passes its executor-safeguard sentinel
         run = TaskRun(context, self.log)
         job: list[str] = []
-        with run.failures_name_purchases(lambda: waiting.finish_hint(self.report_kind, job[0]), _NOT_PAID):
+        hint = lambda: waiting.finish_hint(self.report_kind, job[0])  # noqa: E731 - read once the job exists
+        with spending(context, self.max_billable_units) as where, run.failures_name_purchases(hint, _NOT_PAID):
             with airflow_failure_semantics():
-                job.append(self._attach_or_buy(run))
-            return self._wait_and_archive(context, run, job[0])
+                copied = self._reuse_archived_copy(context, job)
+                if copied is not None:
+                    return spent(copied, where)
+                reused = bool(job)
+                if not job:
+                    job.append(self._attach_or_buy(run))
+            if not reused:
+                return spent(self._wait_and_archive(context, run, job[0], where), where)
+            try:
+                return spent(self._wait_and_archive(context, run, job[0], where), where)
+            except Exception as exc:
+                if type(exc).__name__ == "TaskDeferred":
+                    raise
+                # Neither the archived copy nor the job's link works any more: only now is one bought.
+                self.log.warning(
+                    "The reused %s job %s cannot be fetched again (%s): buying a new report.", self._code, job[0], exc
+                )
+                with airflow_failure_semantics():
+                    job[0] = self._attach_or_buy(run)
+                return spent(self._wait_and_archive(context, run, job[0], where), where)
 
     def _attach_or_buy(self, run: TaskRun) -> str:
         if self.job_id not in (None, ""):
@@ -98,7 +124,31 @@ class ReportPipelineMixin:
             return job_id
         return str(self.buy(run))
 
-    def _wait_and_archive(self, context: Any, run: TaskRun, job_id: str) -> Any:
+    def _reuse_archived_copy(self, context: Any, job: list[str]) -> dict[str, Any] | None:
+        """With ``reuse_within`` and a report bought in the window: its archived copy, copied to this
+        destination (sha256 verified); or, failing that, its job (a fresh link: ``job`` gets it)."""
+        if self.job_id not in (None, ""):
+            return None
+        found = self.reusable()
+        if found is None:
+            return None
+        job.append(str(found["job_id"]))
+        if not (found.get("result_uri") and found.get("result_sha256")):
+            return None
+        target = ArchiveTarget(self.destination, self.destination_conn_id, self.overwrite)
+        try:
+            result = copy_archived(self.report_kind, job[0], found["result_uri"], found["result_sha256"], target)
+        except (OSError, ValueError, PatsnapError) as exc:
+            self.log.warning(
+                "The archived copy %s cannot be reused (%s): fetching the job's link again.", found["result_uri"], exc
+            )
+            return None
+        self.log.info("Copied the archived report %s to %s (sha256 verified).", found["result_uri"], result["uri"])
+        annotate_outlet_events(self.outlets, context, result)
+        self._written_uri = result["uri"]
+        return result
+
+    def _wait_and_archive(self, context: Any, run: TaskRun, job_id: str, where: Scope) -> Any:
         polled_at = time.time()
         end_time = run.window_end(WAIT_KEY, self.timeout, polled_at)
         if self.deferrable:
@@ -113,7 +163,9 @@ class ReportPipelineMixin:
                         end_time=end_time,
                         polled_at=polled_at,
                         poll_interval=self.poll_interval,
-                    )
+                    ),
+                    # What this part bought or reused, for the result execute_complete returns.
+                    kwargs={"billed_units": where.billed, "reused_units": where.reused},
                 )
         else:
             verdict = waiting.wait_here(
@@ -126,15 +178,19 @@ class ReportPipelineMixin:
             )
         return self._conclude(context, job_id, verdict)
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger fired (a new process: everything comes from ``event``)."""
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, billed_units: int = 0, reused_units: int = 0
+    ) -> Any:
+        """Resume after the trigger fired (a new process: everything comes from ``event`` and the kwargs)."""
         verdict = waiting.read_event(event)
         run = TaskRun(context, self.log)
         job_id = str(verdict.job.get("job_id") or "")
         if job_id:
             run.bought(f"{self._code} create", job_id)
-        with run.failures_name_purchases(lambda: waiting.finish_hint(self.report_kind, job_id), _NOT_PAID):
-            return self._conclude(context, job_id, verdict)
+        with spending(context, self.max_billable_units) as where:
+            where.add(billed=int(billed_units or 0), reused=int(reused_units or 0))
+            with run.failures_name_purchases(lambda: waiting.finish_hint(self.report_kind, job_id), _NOT_PAID):
+                return spent(self._conclude(context, job_id, verdict), where)
 
     def _conclude(self, context: Any, job_id: str, verdict: Verdict) -> Any:
         if verdict.event is WaitEvent.SUCCESS:

@@ -11,7 +11,7 @@ from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import plain_json
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, lineage_of
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, lineage_of, spending, units_cap
 from airflow_provider_patsnap.version_compat import BaseOperator
 
 API_KEY = "patsnap_api_call"
@@ -54,9 +54,12 @@ class PatsnapApiOperator(BaseOperator):
         json: Any = None,
         billable: bool | None = None,
         patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        max_billable_units: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        units_cap(max_billable_units)
+        self.max_billable_units = max_billable_units
         self.method = validation.http_method(method)
         self.endpoint = endpoint
         self.query = query
@@ -73,7 +76,7 @@ class PatsnapApiOperator(BaseOperator):
         return self.endpoint if isinstance(self.endpoint, str) and "{{" not in self.endpoint else ""
 
     def execute(self, context: Any) -> Any:
-        with airflow_failure_semantics():
+        with airflow_failure_semantics(), spending(context, self.max_billable_units):
             billable = self.method == "POST" if self.billable is None else bool(self.billable)
 
             # A template that rendered None or a list as text must not reach PatSnap (let alone be billed).

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_patsnap import validation, valuation
+from airflow_provider_patsnap import metrics, validation, valuation
 from airflow_provider_patsnap.billing import TaskRun, open_book, request_digest
+from airflow_provider_patsnap.hooks._purchase import Scope, quietly
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.ledger.model import Purchase
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
-from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events, lineage_of
+from airflow_provider_patsnap.operators._common import (
+    airflow_failure_semantics,
+    annotate_outlet_events,
+    lineage_of,
+    require_ledger,
+    reuse_window,
+    spending,
+    spent,
+    units_cap,
+)
 from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.storage import Destination, user_uri
 from airflow_provider_patsnap.version_compat import BaseOperator
@@ -60,10 +72,16 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         destination_conn_id: str | None = None,
         overwrite: bool = False,
         patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        max_billable_units: int | None = None,
+        reuse_within: dt.timedelta | int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        units_cap(max_billable_units)
+        reuse_window(reuse_within)
         self.overwrite = overwrite
+        self.max_billable_units = max_billable_units
+        self.reuse_within = reuse_within
         if not (isinstance(indicators, str) and "{{" in indicators):
             valuation.indicators(indicators)  # a typo fails at DAG parse time
         self.patent_numbers = patent_numbers
@@ -81,10 +99,10 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             return ""
 
     def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
-        with airflow_failure_semantics():
-            return self._execute(context)
+        with airflow_failure_semantics(), spending(context, self.max_billable_units) as where:
+            return self._execute(context, where)
 
-    def _execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
+    def _execute(self, context: Any, where: Scope) -> list[dict[str, Any]] | dict[str, Any]:
         specs = valuation.indicators(self.indicators)
         numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
@@ -100,7 +118,12 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
                 "An earlier attempt of this run already wrote %s (same request, same bytes): no call.", done["uri"]
             )
             return self._published(context, done)
-        planned = valuation.plan_batches(specs, numbers, ids)
+        cached, pages_from_cache = self._reuse(specs, numbers, ids, where)
+        planned = [
+            batch
+            for spec in specs
+            for batch in valuation.plan_batches([spec], *_still_needed(spec, numbers, ids, cached))
+        ]
         pages = book.completed(planned)
         if pages:
             self.log.info(
@@ -111,7 +134,9 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
                 len(planned) - len(pages),
             )
         todo = [batch for batch in planned if batch.key not in pages]
-        pages.update(self.hook.fetch_batches(todo, on_batch=book.save, budget=book))
+        pages.update(self.hook.fetch_batches(todo, on_batch=self._keeper(book), budget=book))
+        pages.update(pages_from_cache)
+        planned = [*planned, *cached]
         if book.total:
             self.log.warning(
                 "%d batch(es) were sent again after a lost answer (each may have been billed).", book.total
@@ -120,14 +145,74 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         self._log_missing(missing)
         if final is None:
             book.finish(digest, None)
-            return records
+            return records  # XCom mode: the records themselves (billed and reused units are in the log)
         size = write_lines_atomically(final, _json_lines(records), key="indicators", overwrite=self.overwrite)
         result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
         result["missing"] = self.missing_value(missing)
         result["ambiguous_replays"] = book.total
+        result = spent(result, where)
         book.finish(digest, result)
         self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
         return self._published(context, result)
+
+    def _keeper(self, book: Any) -> Callable[[valuation.Batch, list[Any]], None]:
+        """What happens to each answered batch: stamped with when it was fetched, checkpointed, and
+        kept in the ledger's result cache (what ``reuse_within`` serves to later runs)."""
+        ledger = self.hook.ledger
+
+        def keep(batch: valuation.Batch, items: list[Any]) -> None:
+            now = dt.datetime.now(dt.timezone.utc)
+            stamp = now.isoformat(timespec="seconds")
+            for item in items:
+                if isinstance(item, dict):
+                    item.setdefault(FETCHED_AT, stamp)
+            book.save(batch, items)
+            if ledger is not None:
+                by_key = {}
+                for item in items:
+                    flat = valuation.flatten(batch.indicator, item)
+                    key = _input_key(batch.param, flat)
+                    if key is not None:
+                        by_key[key] = {k: v for k, v in item.items() if k != FETCHED_AT}
+                quietly(ledger.store_results, batch.indicator.code, by_key, now)
+
+        return keep
+
+    def _reuse(
+        self, specs: Sequence[valuation.Indicator], numbers: list[str], ids: list[str], where: Scope
+    ) -> tuple[list[valuation.Batch], dict[str, list[Any]]]:
+        """With ``reuse_within``: the results the ledger holds for these patents, fetched in the window,
+        as batches already answered (PatSnap is not asked, nor paid, for them)."""
+        window = reuse_window(self.reuse_within)
+        if window is None:
+            return [], {}
+        ledger = require_ledger(self.hook, "reuse_within")
+        since = dt.datetime.now(dt.timezone.utc) - window
+        batches: list[valuation.Batch] = []
+        pages: dict[str, list[Any]] = {}
+        for spec in specs:
+            for param, values in (("patent_number", numbers), ("patent_id", ids)):
+                keyed = {_normal(param, value): value for value in values}
+                found = ledger.cached_results(spec.code, list(keyed), since)
+                if not found:
+                    continue
+                batch = valuation.Batch(spec, param, tuple(keyed[key] for key in keyed if key in found))
+                batches.append(batch)
+                pages[batch.key] = [{**item, FETCHED_AT: fetched_at} for item, fetched_at in found.values()]
+                reused = len(found)
+                where.add(reused=reused)
+                metrics.count(
+                    "units.reused", reused, serial=spec.code, dag_id=where.task.dag_id if where.task else None
+                )
+                ledger.record_reuse(
+                    Purchase(spec.path, spec.code, f"cache:{batch.key}", reused),
+                    {"id": None, "job_id": None},
+                    where.task,
+                )
+                self.log.info(
+                    "%s: %d result(s) fetched within %s reused from the ledger: not bought.", spec.code, reused, window
+                )
+        return batches, pages
 
     def _published(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
         annotate_outlet_events(self.outlets, context, result)
@@ -208,6 +293,7 @@ def merge(
     clashes = valuation.clashing_fields(specs)
     by_input: dict[str, dict[str, Any]] = {}
     found: dict[str, set[str]] = {spec.name: set() for spec in specs}
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for batch in planned:
         spec = batch.indicator
         for item in pages.get(batch.key, []):
@@ -219,6 +305,9 @@ def merge(
             record = by_input.setdefault(ident, {"pn": flat["pn"], "patent_id": flat["patent_id"]})
             record["pn"] = record["pn"] or flat["pn"]
             record["patent_id"] = record["patent_id"] or flat["patent_id"]
+            # When PatSnap computed it: the oldest of its indicators (a reused result keeps its own time).
+            fetched = str(item.get(FETCHED_AT) or now) if isinstance(item, dict) else now
+            record[FETCHED_AT] = min(record.get(FETCHED_AT, fetched), fetched)
             for name in spec.fields:
                 record[f"{spec.name}_{name}" if name in clashes else name] = flat[name]
     inputs = [("patent_number", n) for n in numbers] + [("patent_id", i) for i in ids]
@@ -248,6 +337,21 @@ def _normal(param: str, value: str) -> str:
 def _input_key(param: str, flat: dict[str, Any]) -> str | None:
     value = flat["pn"] if param == "patent_number" else flat["patent_id"]
     return _normal(param, value) if value else None
+
+
+#: When PatSnap returned a record's results (ISO 8601, UTC): on every record, and on kept items.
+FETCHED_AT = "fetched_at"
+
+
+def _still_needed(
+    spec: valuation.Indicator, numbers: list[str], ids: list[str], cached: list[valuation.Batch]
+) -> tuple[list[str], list[str]]:
+    """The inputs of ``spec`` that no reused batch answers."""
+    served = {(b.param, _normal(b.param, p)) for b in cached if b.indicator == spec for p in b.patents}
+    return (
+        [n for n in numbers if ("patent_number", _normal("patent_number", n)) not in served],
+        [i for i in ids if ("patent_id", _normal("patent_id", i)) not in served],
+    )
 
 
 def _empty(kind: str) -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.billing import TaskRun
+from airflow_provider_patsnap.hooks._purchase import current_scope, report_purchase
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
@@ -17,6 +19,10 @@ from airflow_provider_patsnap.operators._common import (
     annotate_outlet_events,
     archive_report,
     lineage_of,
+    require_ledger,
+    reuse_window,
+    spending,
+    units_cap,
 )
 from airflow_provider_patsnap.operators._pipeline import ReportPipelineMixin
 from airflow_provider_patsnap.version_compat import BaseOperator
@@ -40,15 +46,26 @@ class _CreateReportOperator(BaseOperator):
     ui_color = "#cfe3f7"
 
     def __init__(
-        self, *, report_type: str, logo: bool, patsnap_conn_id: str = PatsnapHook.default_conn_name, **kwargs: Any
+        self,
+        *,
+        report_type: str,
+        logo: bool,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        max_billable_units: int | None = None,
+        reuse_within: dt.timedelta | int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # Catch typos at DAG parse time; templated values are checked in execute, still before any call.
         if isinstance(report_type, str) and "{{" not in report_type:
             validation.report_type(report_type)
+        units_cap(max_billable_units)
+        reuse_window(reuse_within)
         self.report_type = report_type
         self.logo = logo
         self.patsnap_conn_id = patsnap_conn_id
+        self.max_billable_units = max_billable_units
+        self.reuse_within = reuse_within
 
     @cached_property
     def hook(self) -> PatsnapHook:
@@ -65,6 +82,10 @@ class _CreateReportOperator(BaseOperator):
     def create(self, hook: PatsnapHook, on_send: Callable[[], None] | None = None) -> str:
         raise NotImplementedError
 
+    def request_body(self) -> dict[str, str]:
+        """The create's validated body (``report_type`` and the identifiers)."""
+        raise NotImplementedError
+
     def buy(self, run: TaskRun) -> str:
         """The create, at most once for the task's run (a retry reattaches to the job)."""
         return run.buy_once(
@@ -74,9 +95,42 @@ class _CreateReportOperator(BaseOperator):
             xcom_key=JOB_ID_XCOM,
         )
 
+    def reusable(self) -> dict[str, Any] | None:
+        """With ``reuse_within``: the ledger's newest report of this kind, subject, type and logo bought in
+        the window (recorded as reused), or None (then one is bought, and the log says why)."""
+        window = reuse_window(self.reuse_within)
+        if window is None:
+            return None
+        ledger = require_ledger(self.hook, "reuse_within")
+        body = self.request_body()
+        purchase = report_purchase(self.report_kind, body, self.logo)
+        since = dt.datetime.now(dt.timezone.utc) - window
+        found = ledger.reusable_report(purchase.serial, purchase.subject, purchase.variant, since)
+        if found is None:
+            self.log.info(
+                "No %s report for %s (%s) was bought in the last %s: buying one.",
+                purchase.serial,
+                purchase.subject,
+                purchase.variant,
+                window,
+            )
+            return None
+        ledger.record_reuse(purchase, found, current_scope().task)
+        current_scope().add(reused=1)
+        self.log.info(
+            "Reusing %s job %s, bought %s for %s (reuse_within %s): nothing is bought.",
+            purchase.serial,
+            found["job_id"],
+            found["created_at"],
+            purchase.subject,
+            window,
+        )
+        return found
+
     def execute(self, context: Any) -> str:
-        with airflow_failure_semantics():
-            return self.buy(TaskRun(context, self.log))
+        with airflow_failure_semantics(), spending(context, self.max_billable_units):
+            found = self.reusable()
+            return str(found["job_id"]) if found else self.buy(TaskRun(context, self.log))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return lineage_of(self.hook, self.api_docs_path, self.identifiers, getattr(self, "_written_uri", None))
@@ -114,6 +168,12 @@ class PatsnapCreateEnterpriseReportOperator(_CreateReportOperator):
             report_type=self.report_type, logo=self.logo, on_send=on_send, **self.identifiers
         )
 
+    def request_body(self) -> dict[str, str]:
+        return {
+            "report_type": validation.report_type(self.report_type),
+            **validation.enterprise_identifiers(self.company_name, self.credit_code, self.org_number),
+        }
+
 
 class PatsnapCreatePatentValueReportOperator(_CreateReportOperator):
     """Creates an R002 patent value report job; returns the job id (string) as XCom.
@@ -143,6 +203,12 @@ class PatsnapCreatePatentValueReportOperator(_CreateReportOperator):
         return hook.create_patent_value_report(
             report_type=self.report_type, logo=self.logo, on_send=on_send, **self.identifiers
         )
+
+    def request_body(self) -> dict[str, str]:
+        return {
+            "report_type": validation.report_type(self.report_type),
+            **validation.patent_identifier(self.patent_id, self.patent_number),
+        }
 
 
 class PatsnapDownloadReportOperator(BaseOperator):

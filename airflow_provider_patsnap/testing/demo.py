@@ -1,7 +1,9 @@
 """`make demo`: run an example DAG end to end against the bundled emulator.
 
-Starts a ``PatsnapEmulator``, points ``patsnap_default`` at it, migrates a throw-away Airflow
-metadata DB, runs ``airflow dags test`` on the DAG and prints what was archived.
+Starts a ``PatsnapEmulator``, points ``patsnap_default`` at it (with a ledger in a throw-away SQLite
+file), migrates a throw-away Airflow metadata DB, runs ``airflow dags test`` on the DAG, prints what
+was archived and ends with what the run would have cost: the ledger's units per endpoint, and the
+emulated PatSnap statement of account for the day.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 DEFAULT_DAG = "patsnap_enterprise_report_refresh"
 
 
+def ledger_url(home: str) -> str:
+    return f"sqlite:///{Path(home) / 'patsnap-ledger.db'}"
+
+
 def airflow_env(home: str, dags_folder: Path, emulator: PatsnapEmulator, output: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -27,7 +33,9 @@ def airflow_env(home: str, dags_folder: Path, emulator: PatsnapEmulator, output:
             "AIRFLOW_HOME": home,
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW_CONN_PATSNAP_DEFAULT": emulator.connection_json(qps=5),
+            "AIRFLOW_CONN_PATSNAP_DEFAULT": emulator.connection_json(
+                qps=5, ledger_url=ledger_url(home), budget_daily_units=1000
+            ),
             "PATSNAP_ARCHIVE_URI": output.as_uri(),
             "PATSNAP_LAKE_URI": output.as_uri(),
             "PATSNAP_POKE_INTERVAL": "1",
@@ -53,6 +61,7 @@ def run_dag(dag_id: str, dags_folder: Path, output: Path, job_seconds: float, ti
                 result = subprocess.run(command, env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
             written = sorted(p for p in output.rglob("*") if p.is_file() and p != log_path)
             stats = emulator.stats
+            cost = what_it_cost(env["AIRFLOW_CONN_PATSNAP_DEFAULT"], emulator)
         print("\n== Demo result ==")
         for path in written:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -61,6 +70,7 @@ def run_dag(dag_id: str, dags_folder: Path, output: Path, job_seconds: float, ti
             f"  emulator: {stats['creates']} report job(s) created, {stats['status_polls']} status poll(s), "
             f"{stats['downloads_completed']} download(s), {stats['tokens_issued']} token(s) issued"
         )
+        print(cost)
         if result.returncode != 0 or not written:
             print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
             print(f"Demo FAILED (airflow dags test exit code {result.returncode}, {len(written)} file(s))")
@@ -69,6 +79,27 @@ def run_dag(dag_id: str, dags_folder: Path, output: Path, job_seconds: float, ti
         return 0
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def what_it_cost(connection: str, emulator: PatsnapEmulator) -> str:
+    """The ledger's units per endpoint, and PatSnap's (emulated) statement of account for today."""
+    import datetime as dt
+
+    from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+    from airflow_provider_patsnap.ledger.report import render, summarise
+
+    os.environ["AIRFLOW_CONN_PATSNAP_DEFAULT"] = connection
+    hook = PatsnapHook()
+    ledger = hook.ledger
+    assert ledger is not None
+    lines = ["\n== What this run would have cost (the ledger, per endpoint) =="]
+    lines.append(render(summarise(ledger.rows(), "endpoint"), "endpoint", "table").rstrip())
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    statement = hook.get_usage_statement(today, today)
+    billed = ", ".join(f"{row['serial_number']} {row['fee_times']}" for row in statement.get("usage", []))
+    money = statement.get("usage_money")
+    lines.append(f"  PatSnap's statement for {today} (emulated prices): {billed or 'nothing'}; {money} in all")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

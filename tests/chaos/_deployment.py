@@ -79,7 +79,10 @@ class Deployment:
             PATSNAP_LAKE_URI=self.lake.as_uri(),
             PATSNAP_POKE_INTERVAL="1",
             PATSNAP_PORTFOLIO_FILE=str(self.portfolio),
-            AIRFLOW_CONN_PATSNAP_DEFAULT=emu.connection_json(qps=0, retry_wait_min=0.05, retry_wait_max=0.2),
+            # A SQLite ledger every process shares (the example refresh reuses reports: that needs one).
+            AIRFLOW_CONN_PATSNAP_DEFAULT=emu.connection_json(
+                qps=0, retry_wait_min=0.05, retry_wait_max=0.2, ledger_url=f"sqlite:///{home}/ledger.db"
+            ),
             **env,
         )
         self.components: dict[str, Proc] = {}

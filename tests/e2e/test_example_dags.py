@@ -23,6 +23,7 @@ EXPECTED_DAGS = {
     "patsnap_legal_indicators_to_lake",
     "patsnap_legal_indicators_consumer",
     "patsnap_portfolio_valuation_to_lake",
+    "patsnap_usage_reconciliation",
 }
 
 
@@ -39,6 +40,12 @@ def run_date(dag_run: Any) -> str:
 
 
 without_logical_date = pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 runs always have a logical date")
+
+
+@pytest.fixture
+def emu_conn(ledger_conn: str) -> str:
+    """The example DAGs use cost control: the connection has a ledger (a SQLite file) beside the emulator."""
+    return ledger_conn
 
 
 # --------------------------------------------------------------------------- integrity
@@ -111,6 +118,34 @@ def test_enterprise_refresh_archives_every_company_report(
     assert sorted(sha256(p) for p in archived) == sorted(emulator.report_sha256(j) for j in emulator.job_ids())
     assert all(p.read_bytes().startswith(b"%PDF-") for p in archived)
     assert not [p for p in files_under(archive_root) if ".part" in p.name]
+
+
+def test_rerunning_the_weeks_refresh_costs_nothing(
+    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
+) -> None:
+    """reuse_within=6 days: a second run archives last run's reports again (copied, sha256 verified)."""
+    dag = dagbag.get_dag("patsnap_enterprise_report_refresh")
+    dag.test()
+    emulator.reset_stats()
+
+    run = dag.test()
+
+    assert set(states(run).values()) == {"success"}
+    assert emulator.stats["creates"] == 0 and emulator.billed() == 0  # 0 new units
+    returns = [json.loads(v) for k, v in xcom_texts(run.dag_id, run.run_id).items() if k[2] == "return_value"]
+    assert sorted((r["billed_units"], r["reused_units"]) for r in returns) == [(0, 1)] * 3
+
+
+def test_the_reconciliation_dag_compares_yesterdays_statement_with_the_ledger(
+    airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
+) -> None:
+    run = dagbag.get_dag("patsnap_usage_reconciliation").test()
+
+    assert set(states(run).values()) == {"success"}
+    (saved,) = files_under(archive_root / "usage")
+    result = json.loads(saved.read_text())
+    assert result["matched"] is True and len(result["period"]) == 2 and result["period"][0] == result["period"][1]
+    assert "statement" in result and emulator.stats["calls"].get("POST /open-user/statement/v2") == 1
 
 
 @pytest.mark.parametrize(("dag_id", "folder", "per_company", "waits", "archives"), REFRESHES)
@@ -233,7 +268,7 @@ def test_portfolio_valuation_lands_every_indicator_in_the_lake(
     (jsonl,) = outputs_under(archive_root / "patsnap" / "portfolio_valuation")
     assert jsonl.parent.name == f"dt={run_date(run)}"
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    fields = {"pn", "patent_id"} | {f for spec in INDICATORS.values() for f in spec.fields}
+    fields = {"pn", "patent_id", "fetched_at"} | {f for spec in INDICATORS.values() for f in spec.fields}
     assert records and all(set(r) == fields for r in records)
     calls = emulator.stats["calls"]
     assert {f"GET {spec.path}" for spec in INDICATORS.values()} <= set(calls)

@@ -111,7 +111,7 @@ def test_every_indicator_in_one_flat_typed_record_per_patent(
     assert result["missing"] == {name: ["CN000UNKNOWN1"] for name in INDICATORS}
     lines = [json.loads(line) for line in Path(result["uri"].removeprefix("file://")).read_text().splitlines()]
     assert [r["pn"] for r in lines] == patents[:-1]
-    fields = {"pn", "patent_id"} | {f for spec in INDICATORS.values() for f in spec.fields}
+    fields = {"pn", "patent_id", "fetched_at"} | {f for spec in INDICATORS.values() for f in spec.fields}
     assert all(set(r) == fields for r in lines)
     first = lines[0]
     assert isinstance(first["patent_value"], int) and isinstance(first["has_reexam_invalid"], bool)
@@ -129,7 +129,7 @@ def test_records_go_to_xcom_without_a_destination(emulator: PatsnapEmulator, emu
         task_id="two", patent_numbers=KNOWN, indicators=["economic", "market"]
     ).execute({})
     assert [r["pn"] for r in records] == KNOWN
-    assert set(records[0]) == {"pn", "patent_id"} | set(INDICATORS["economic"].fields) | set(
+    assert set(records[0]) == {"pn", "patent_id", "fetched_at"} | set(INDICATORS["economic"].fields) | set(
         INDICATORS["market"].fields
     )
     json.dumps(records)

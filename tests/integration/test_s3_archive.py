@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import os
@@ -264,6 +265,8 @@ def test_legal_indicators_write_json_lines_to_s3(
         "requested": 3,
         "missing": ["CN000UNKNOWN1"],
         "ambiguous_replays": 0,
+        "billed_units": 2,  # per result returned
+        "reused_units": 0,
     }
     assert s3.keys(bucket) == [key]
     body = s3.get(bucket, key)
@@ -279,4 +282,8 @@ def test_legal_indicators_write_json_lines_to_s3(
 
     # The file holds exactly what the operator returns as XCom without a destination.
     in_xcom = PatsnapLegalIndicatorsOperator(task_id="p037_xcom", patent_numbers=[*known, "CN000UNKNOWN1"]).execute({})
-    assert lines == json.loads(json.dumps(in_xcom))
+    # ... but when it was fetched: each record says (ISO 8601, UTC), and the two fetches differ in nothing else.
+    assert all(dt.datetime.fromisoformat(line["fetched_at"]).utcoffset() == dt.timedelta(0) for line in lines)
+    assert [{**line, "fetched_at": None} for line in lines] == [
+        {**record, "fetched_at": None} for record in json.loads(json.dumps(in_xcom))
+    ]

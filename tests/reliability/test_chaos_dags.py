@@ -28,7 +28,7 @@ CHAOS_SEED = 20260107
 
 
 @pytest.fixture
-def chaos(monkeypatch: pytest.MonkeyPatch) -> Iterator[PatsnapEmulator]:
+def chaos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[PatsnapEmulator]:
     with PatsnapEmulator(
         job_seconds=0.6,
         fault_rate=0.2,
@@ -39,7 +39,13 @@ def chaos(monkeypatch: pytest.MonkeyPatch) -> Iterator[PatsnapEmulator]:
         emu.create_fault_kinds = ("rate_limited",)
         monkeypatch.setenv(
             "AIRFLOW_CONN_PATSNAP_DEFAULT",
-            emu.connection_json(qps=0, retry_wait_min=0.01, retry_wait_max=0.1, max_retries=8),
+            emu.connection_json(
+                qps=0,
+                retry_wait_min=0.01,
+                retry_wait_max=0.1,
+                max_retries=8,
+                ledger_url=f"sqlite:///{tmp_path}/ledger.db",
+            ),
         )
         # A short run may end before a 2 s token lapses: also revoke every token as soon as a job
         # is created, so the next call surely meets a refused token (67200003) and must refresh.

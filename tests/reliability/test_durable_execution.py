@@ -35,7 +35,7 @@ def emu() -> Iterator[PatsnapEmulator]:
 
 
 @pytest.fixture
-def parse(airflow_db: None, emu: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch) -> Any:
+def parse(airflow_db: None, emu: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """Parse the reliability DAGs with environment overrides; the connection points at ``emu``."""
 
     def _parse(**env: str) -> Any:
@@ -46,7 +46,14 @@ def parse(airflow_db: None, emu: PatsnapEmulator, monkeypatch: pytest.MonkeyPatc
 
         monkeypatch.setenv(
             "AIRFLOW_CONN_PATSNAP_DEFAULT",
-            emu.connection_json(qps=0, max_retries=1, retry_wait_min=0.05, retry_wait_max=0.1),
+            # The example refresh reuses reports (reuse_within): that needs a ledger.
+            emu.connection_json(
+                qps=0,
+                max_retries=1,
+                retry_wait_min=0.05,
+                retry_wait_max=0.1,
+                ledger_url=f"sqlite:///{tmp_path}/ledger.db",
+            ),
         )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -150,7 +157,7 @@ def test_xcom_mode_indicators_resume_from_the_task_state_store(parse: Any, emu: 
 
 
 def test_example_refresh_keeps_reports_apart_when_patsnap_gives_them_one_name(
-    airflow_db: None, dagbag: Any, emulator: PatsnapEmulator, emu_conn: str, archive_root: Path
+    airflow_db: None, dagbag: Any, emulator: PatsnapEmulator, ledger_conn: str, archive_root: Path
 ) -> None:
     emulator.colliding_file_names = True  # every report is "report.pdf"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -74,6 +75,7 @@ def test_a_field_two_indicators_share_is_prefixed_with_the_indicator() -> None:
         planned[1].key: [{"pn": "CN1A", "w_b": {"cites_no": 5}}],
     }
     records, missing = merge([a, b], planned, pages, ["CN1A"], [])
+    assert records[0].pop("fetched_at") <= dt.datetime.now(dt.timezone.utc).isoformat()  # when PatSnap answered
     assert records == [{"pn": "CN1A", "patent_id": None, "alpha_cites_no": 3, "only_a": 1, "beta_cites_no": 5}]
     assert missing == {"alpha": [], "beta": []}
 

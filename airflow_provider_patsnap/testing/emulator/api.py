@@ -80,8 +80,31 @@ class _ApiHandler(_Handler):
             self._create(route, body)
         elif route.action == "status":
             self._status(route, query)
+        elif route.action == "statement":
+            self._statement(credential, body)
         else:
             self._indicators(route.indicator, query)
+
+    def _statement(self, credential: str, body: bytes) -> None:
+        """The statement of account: the body carries the apikey (client id or key) and the client secret."""
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self._send_json(200, _error(*E_PARAM))
+            return
+        days = [str(payload.get("time_start") or ""), str(payload.get("time_end") or "")]
+        secret_ok = credential == self.emu.api_key or hmac.compare_digest(
+            str(payload.get("client_secret") or "").encode(), self.emu.client_secret.encode()
+        )
+        if payload.get("apikey") != credential or not secret_ok:
+            self._send_json(200, _error(*E_AUTH))
+            return
+        if not all(len(d) == 8 and d.isdigit() for d in days) or days[0] > days[1]:
+            self._send_json(200, _error(*E_PARAM))
+            return
+        self._send_json(200, _ok(self.emu.statement(*days)))
 
     def _rate_limited(self, status: int) -> None:
         self._send_json(status, _error(*E_RATE), headers=[("Retry-After", "1")])

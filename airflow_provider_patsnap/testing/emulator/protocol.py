@@ -85,6 +85,7 @@ class _Route:
 R001_BASE = "/innovation/company-report"
 R002_BASE = "/patent-valuation-data/patent-report"
 VALUATION_BASE = "/patent-valuation-data"
+STATEMENT_PATH = "/open-user/statement/v2"
 # Batch indicators (P035-P040): name -> (code, path, wrapper object in each item of `data`).
 INDICATORS: dict[str, tuple[str, str, str]] = {
     "valuation": ("P035", VALUATION_BASE + "/patent_valuation", "patsnap_patent_valuation"),
@@ -106,6 +107,7 @@ ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", R002_BASE + "/task/create-no-logo"): _Route("create", PATENT_VALUE, False),
     ("GET", R002_BASE + "/job_id/status"): _Route("status", PATENT_VALUE),
     **{("GET", path): _Route("indicators", indicator=name) for name, (_, path, _) in INDICATORS.items()},
+    ("POST", STATEMENT_PATH): _Route("statement"),
 }
 
 

@@ -136,6 +136,9 @@ class PatsnapEmulator(_JobBook, _AccessBook, _FaultBook, _LinkSigner):
         self._last_job_id = FIRST_JOB_ID
         self._signing_key = secrets.token_bytes(32)
         self._stats = _empty_stats()
+        self._statement: dict[
+            tuple[str, str], list[int]
+        ] = {}  # (day, path) -> [calls, units]: not reset by reset_stats
         self._tokens: dict[str, tuple[str, float]] = {}
         self._windows: dict[str, deque[float]] = {}
         self._outages: list[_Outage] = []

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from typing import Any
 
-from .protocol import ENTERPRISE, PATENT_VALUE
+from .protocol import ENTERPRISE, INDICATORS, PATENT_VALUE, R001_BASE, R002_BASE
+
+#: China Standard Time (UTC+8, no daylight saving): the statement's days.
+CHINA_OFFSET = 8 * 3600
+#: Endpoint path -> PatSnap's serial number, as the statement names them.
+SERIALS: dict[str, str] = {
+    **{
+        f"{base}/task/{suffix}": code
+        for base, code in ((R001_BASE, "R001"), (R002_BASE, "R002"))
+        for suffix in ("create", "create-no-logo")
+    },
+    **{path: code for code, path, _ in INDICATORS.values()},
+}
+#: An invented price per unit (the statement's used_money): reports and indicator results.
+PRICES = {"R": 20.0, "P": 0.1}
 
 
 def _empty_stats() -> dict[str, Any]:
@@ -37,6 +52,7 @@ class _Counters:
 
     _lock: threading.RLock
     _stats: dict[str, Any]
+    _statement: dict[tuple[str, str], list[int]]
     errors: list[str]
 
     @property
@@ -49,6 +65,39 @@ class _Counters:
         """Zero every counter (jobs, tokens and knobs are kept)."""
         with self._lock:
             self._stats = _empty_stats()
+
+    def statement(self, time_start: str, time_end: str) -> dict[str, Any]:
+        """PatSnap's statement of account (``POST /open-user/statement/v2``'s ``data``) for the days
+        ``time_start``..``time_end`` (``YYYYMMDD``, both included): per billed endpoint over the period."""
+        with self._lock:
+            rows = [(path, usage) for (day, path), usage in self._statement.items() if time_start <= day <= time_end]
+        totals: dict[str, list[int]] = {}
+        for path, (calls, fees) in rows:
+            total = totals.setdefault(path, [0, 0])
+            total[0] += calls
+            total[1] += fees
+        usage: list[dict[str, Any]] = []
+        money = 0.0
+        for path, (calls, fees) in sorted(totals.items()):
+            serial = SERIALS.get(path, "")
+            usage.append(
+                {
+                    "request_path": path,
+                    "serial_number": serial,
+                    "request_path_name": f"<cn>[{serial}]</cn><us>[{serial}]</us>",
+                    "usage_times": calls,
+                    "fee_times": fees,
+                    "used_money": round(fees * PRICES.get(serial[:1], 0.1), 2),
+                }
+            )
+            money += fees * PRICES.get(serial[:1], 0.1)
+        return {
+            "usage": usage,
+            "usage_money": round(money, 2),
+            "combo_usage": [],
+            "combo_use_num": 0,
+            "combo_usage_num": 0,
+        }
 
     def billed(self, endpoint_suffix: str | None = None) -> int:
         """Units billed so far on endpoints whose path ends with ``endpoint_suffix`` (None: all of them).
@@ -76,7 +125,13 @@ class _Counters:
             calls[key] = calls.get(key, 0) + 1
 
     def _bill(self, path: str, units: int) -> None:
-        """Bill ``units`` on the endpoint ``path`` (also added to the ``billable_units`` total)."""
+        """Bill ``units`` on the endpoint ``path`` (also added to the ``billable_units`` total), and write
+        the call into the statement of account (per day in China's time zone, as PatSnap's is)."""
+        day = time.strftime("%Y%m%d", time.gmtime(time.time() + CHINA_OFFSET))
+        with self._lock:
+            usage = self._statement.setdefault((day, path), [0, 0])
+            usage[0] += 1
+            usage[1] += max(units, 0)
         if units <= 0:
             return
         with self._lock:

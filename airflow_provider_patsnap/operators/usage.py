@@ -1,0 +1,115 @@
+"""PatsnapUsageOperator: PatSnap's statement of account, kept and reconciled with the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airflow_provider_patsnap import validation
+from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.models import plain_json
+from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
+from airflow_provider_patsnap.staging import write_lines_atomically
+from airflow_provider_patsnap.storage import Destination, user_uri
+from airflow_provider_patsnap.version_compat import AirflowFailException, BaseOperator
+
+
+class PatsnapUsageOperator(BaseOperator):
+    """Reads PatSnap's statement of account for ``start``..``end`` (dates or ``YYYYMMDD``, both included)
+    and, with a ledger on the connection, reconciles it per endpoint.
+
+    Returns ``{"period": [start, end], "endpoints": [{"path", "serial", "fee_times", "ledger_units",
+    "difference", "partial", ...}], "matched", "statement"}`` and, with ``destination``, writes that as
+    JSON there (replacing an earlier reconciliation of the same file) and adds ``"uri"``. Days are the
+    budget time zone's (``budget_timezone``, default Asia/Shanghai, like PatSnap's statement); a period
+    that includes today is reconciled but flagged ``partial`` and settles nothing. Ambiguous ledger
+    units a closed period can settle are settled. ``fail_on_mismatch`` fails the task on any difference
+    in a closed period. Reading the statement costs nothing; its request carries the client secret,
+    which is never logged.
+    """
+
+    template_fields: Sequence[str] = ("start", "end", "destination", "destination_conn_id")
+    ui_color = "#fdf3d8"
+
+    def __init__(
+        self,
+        *,
+        start: Any,
+        end: Any,
+        destination: str | None = None,
+        destination_conn_id: str | None = None,
+        reconcile: bool = True,
+        fail_on_mismatch: bool = False,
+        patsnap_conn_id: str = PatsnapHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.reconcile = reconcile
+        self.fail_on_mismatch = fail_on_mismatch
+        self.patsnap_conn_id = patsnap_conn_id
+
+    @cached_property
+    def hook(self) -> PatsnapHook:
+        return PatsnapHook(self.patsnap_conn_id)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_provider_patsnap.ledger.reconcile import reconcile
+
+        with airflow_failure_semantics():
+            start = _day("start", self.start)
+            end = _day("end", self.end)
+            if start > end:
+                raise PatsnapInputError("end", f"{end} is before start {start}")
+            statement = plain_json(self.hook.get_usage_statement(start, end))
+            ledger = self.hook.ledger if self.reconcile else None
+            today = dt.datetime.now(ZoneInfo(self.hook.config.budget_timezone)).date()
+            result = reconcile(ledger, statement, start, end, today)
+            result["statement"] = statement
+            self._log_endpoints(result, ledger is not None)
+            if self.destination:
+                target = Destination.parse(self.destination, self.destination_conn_id)
+                final = target.resolve(f"patsnap_usage_{result['period'][0]}_{result['period'][1]}.json")
+                body = (json.dumps(result, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+                write_lines_atomically(final, iter([body]), key="usage", overwrite=True)
+                result["uri"] = user_uri(final)
+                annotate_outlet_events(self.outlets, context, result)
+        closed = [e for e in result["endpoints"] if not e["partial"] and e["difference"] not in (0, None)]
+        if self.fail_on_mismatch and closed:
+            listed = "; ".join(
+                f"{e['serial'] or e['path']}: PatSnap {e['fee_times']}, ledger {e['ledger_units']}" for e in closed
+            )
+            raise AirflowFailException(f"PatSnap's statement and the ledger differ for {result['period']}: {listed}")
+        return result
+
+    def _log_endpoints(self, result: dict[str, Any], reconciled: bool) -> None:
+        for entry in result["endpoints"]:
+            if reconciled:
+                self.log.info(
+                    "%s %s: PatSnap billed %s, the ledger has %s (difference %s)%s.",
+                    entry["serial"],
+                    entry["path"],
+                    entry["fee_times"],
+                    entry["ledger_units"],
+                    entry["difference"],
+                    ", the period is not over" if entry["partial"] else "",
+                )
+            else:
+                self.log.info("%s %s: PatSnap billed %s.", entry["serial"], entry["path"], entry["fee_times"])
+
+
+def _day(parameter: str, value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = validation.statement_day(parameter, value)
+    return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
