@@ -8,6 +8,7 @@ per test session in a temporary folder, as a non-root user (initdb refuses root;
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,27 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def backdate(emu: Any, ledger: Any, days: int) -> tuple[dt.date, dt.date]:
+    """Move everything bought so far to ``days`` ago, on both sides (a closed day to reconcile)."""
+    from sqlalchemy import update
+
+    from airflow_provider_patsnap.ledger.schema import units
+
+    china = dt.timezone(dt.timedelta(hours=8))
+    today = dt.datetime.now(china).date()
+    then = today - dt.timedelta(days=days)
+    noon = dt.datetime.combine(then, dt.time(12), china).astimezone(dt.timezone.utc)
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            update(units).values(
+                day=then.isoformat(),
+                month=then.strftime("%Y-%m"),
+                created_at=noon,
+                sent_at=noon + dt.timedelta(seconds=1),
+            )
+        )
+    with emu._lock:
+        emu._statement = {(then.strftime("%Y%m%d"), path): usage for (_, path), usage in emu._statement.items()}
+    return then, today

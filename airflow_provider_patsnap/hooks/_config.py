@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_patsnap.errors import PatsnapInputError
@@ -103,9 +103,9 @@ class PatsnapConfig:
         """The values to register with the secrets masker."""
         redis_password = urlsplit(self.rate_limit_url).password if self.rate_limit_url else None
         ledger_password = urlsplit(self.ledger_url).password if self.ledger_url and "://" in self.ledger_url else None
-        return tuple(
-            s for s in (self.client_secret, self.api_key, redis_password, self.ledger_url, ledger_password) if s
-        )
+        # A URL's password as written (percent-encoded) and as a driver's error may echo it (decoded).
+        passwords = [p for raw in (redis_password, ledger_password) if raw for p in (raw, unquote(raw))]
+        return tuple(dict.fromkeys(s for s in (self.client_secret, self.api_key, self.ledger_url, *passwords) if s))
 
     @property
     def principal(self) -> str:

@@ -124,11 +124,12 @@ class Stopped(Exception):
 
 def run(steps: Steps[T], session: requests.Session, stop: threading.Event | None = None) -> T:
     """Perform ``steps`` with blocking I/O; return what the sequence returns (or raise what it raises).
-    With ``stop``, the call ends (``Stopped``) before its next step once the event is set."""
+    With ``stop``, the call ends (``Stopped``) before its next step once the event is set, except a
+    send: it follows the mark that recorded it as sent, and a request recorded as sent goes out."""
     with closing(steps):  # on an interrupt, the sequence's own cleanup (the token lock) runs now
         done, value = advance(steps, None)
         while not done:
-            if stop is not None and stop.is_set():
+            if stop is not None and stop.is_set() and not isinstance(value, Send):
                 raise Stopped("stopped by another batch's failure")
             done, value = advance(steps, _perform(value, session))
         return value  # type: ignore[no-any-return]

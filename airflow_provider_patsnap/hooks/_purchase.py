@@ -29,7 +29,7 @@ from airflow_provider_patsnap.errors import (
 )
 from airflow_provider_patsnap.ledger.model import BudgetExceeded, Purchase, TaskRef
 from airflow_provider_patsnap.models import ReportKind
-from airflow_provider_patsnap.valuation import Batch
+from airflow_provider_patsnap.valuation import INDICATORS, Batch
 from airflow_provider_patsnap.version_compat import current_context
 
 if TYPE_CHECKING:
@@ -96,8 +96,13 @@ def task_of(context: Any) -> TaskRef | None:
 
 
 def report_subject(body: dict[str, str]) -> str:
-    """A report's subject as the ledger keys it: its identifiers, sorted (``company_name=ACME``)."""
-    return "&".join(f"{k}={v}" for k, v in sorted(body.items()) if k != "report_type")
+    """A report's subject as the ledger keys it: its identifiers, sorted and percent-escaped, so no value
+    can pass for two (``company_name=ACME Ltd``; ``company_name=A%26org_number%3D9``)."""
+    return "&".join(f"{_escape(k)}={_escape(str(v))}" for k, v in sorted(body.items()) if k != "report_type")
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace("&", "%26").replace("=", "%3D")
 
 
 def report_variant(report_type: str, logo: bool) -> str:
@@ -122,6 +127,32 @@ def batch_purchase(batch: Batch) -> Purchase:
         subject=f"batch:{batch.key}",
         units=len(batch.patents),
     )
+
+
+def known_purchase(path: str, query: Any, body: Any) -> tuple[Purchase, Callable[[Any], int]] | None:
+    """What a call of one of the products the provider knows buys, made through ``PatsnapHook.run``
+    (``@task`` code), and how its answer counts: an indicator batch reserves its patents and is
+    billed per result returned, a report create one unit; None for any other path."""
+    for indicator in INDICATORS.values():
+        if path == indicator.path:
+            asked = {
+                f"{name}:{value.strip()}"
+                for name in ("patent_number", "patent_id")
+                for value in str((query or {}).get(name) or "").split(",")
+                if value.strip()
+            }
+            purchase = Purchase(path, indicator.code, request_subject(query, body), max(1, len(asked)))
+            return purchase, lambda data: len(data) if isinstance(data, list) else 0
+    for kind in ReportKind:
+        for logo in (True, False):
+            if path == kind.create_path(logo):
+                return Purchase(path, kind.code, request_subject(query, body), 1), lambda _: 1
+    return None
+
+
+def billed_product(method: str, path: str) -> bool:
+    """Whether a call bills, unless its caller says otherwise: a POST, or a product PatSnap bills."""
+    return method.upper() == "POST" or known_purchase(path, None, None) is not None
 
 
 def request_subject(query: Any, body: Any) -> str:

@@ -214,14 +214,17 @@ class PatsnapHook(BaseHook):
         envelope's ``data`` (numbers exact: decimals come back as ``Decimal``).
 
         ``endpoint`` is a path on the connection's host (``/search/patent/...``). ``billable`` (default:
-        True for POST) means the call is replayed only when PatSnap surely did not run it, and a doubtful
-        outcome raises ``PatsnapAmbiguousCreateError`` instead of risking a second charge. ``on_send`` is
-        called just before the request is handed to the transport.
+        True for POST and for the products PatSnap bills: indicator paths, report creates) means the
+        call is replayed only when PatSnap surely did not run it, and a doubtful outcome raises
+        ``PatsnapAmbiguousCreateError`` instead of risking a second charge. A product PatSnap bills is
+        recorded in the ledger whatever ``billable`` says. ``on_send`` is called just before the
+        request is handed to the transport.
         """
         verb = validation.http_method(method)
         path = validation.endpoint_path(endpoint)
-        billable = verb == "POST" if billable is None else bool(billable)
         query = validation.query(params)
+        known = _purchase.known_purchase(path, query, json)  # a product PatSnap bills, whatever the verb
+        billable = _purchase.billed_product(verb, path) if billable is None else bool(billable)
 
         def send(mark: Callable[[], None] | None) -> Any:
             try:
@@ -231,6 +234,9 @@ class PatsnapHook(BaseHook):
                     raise ambiguous_create(exc, what="the call may have run (and been billed)") from None
                 raise
 
+        if known is not None:
+            purchase, billed = known
+            return _purchase.buy(self.ledger, purchase, send, billed=billed, on_send=on_send)
         if not billable:
             return send(on_send)
         # What a generic call bills is PatSnap's to say: the ledger counts one unit per call.

@@ -1,7 +1,8 @@
 """Engines for the ledger's database: one per URL and process, tuned for many writers.
 
-SQLite (one machine): WAL, a busy timeout, and every transaction ``BEGIN IMMEDIATE``, so several
-local processes share the file and a reservation holds the write lock from its first read.
+SQLite (one machine): WAL, a busy timeout, every commit synced (``synchronous=FULL``), and every
+transaction ``BEGIN IMMEDIATE``, so several local processes share the file and a reservation holds
+the write lock from its first read.
 PostgreSQL (a fleet): reservations lock their budget rows; commits do not wait for the WAL flush
 except the one that must (``PatsnapLedger.sent``; see the store's docstring).
 """
@@ -48,7 +49,8 @@ def _create(url: URL) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # Every commit on disk before it returns: the sent mark must survive a power cut (it precedes the call).
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.close()
 
         @event.listens_for(engine, "begin")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+#: PatSnap's days (its statement's), per its documentation's examples.
+STATEMENT_TIMEZONE = "Asia/Shanghai"
+#: How long after a day ends PatSnap's statement is taken as final for it (it may lag up to a day).
+STATEMENT_LAG = dt.timedelta(days=1)
 
 
 class BudgetExceeded(Exception):

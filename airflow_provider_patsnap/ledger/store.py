@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -54,9 +54,12 @@ class PatsnapLedger:
     @classmethod
     def for_connection(cls, patsnap_conn_id: str = "patsnap_default") -> PatsnapLedger | None:
         """The ledger a PatSnap connection is configured with (``ledger_url``/``ledger_conn_id``), or None."""
-        from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+        # Airflow resolves the connection's hook (PatsnapHook, which reads the extras): the ledger
+        # itself never imports the hooks that use it.
+        from airflow_provider_patsnap.version_compat import BaseHook
 
-        return PatsnapHook(patsnap_conn_id).ledger
+        ledger: PatsnapLedger | None = BaseHook.get_hook(patsnap_conn_id).ledger  # type: ignore[attr-defined]
+        return ledger
 
     def __repr__(self) -> str:
         return f"PatsnapLedger(account={self.account!r})"  # never the URL: it may carry a password
@@ -176,7 +179,11 @@ class PatsnapLedger:
         }
 
     def _task_units(self, connection: Connection, task: TaskRef) -> int:
-        query = select(func.coalesce(func.sum(units.c.units_reserved), 0)).where(
+        """Units of this task's run: what settled units billed, what open ones reserve."""
+        counted = case(
+            (units.c.state == ANSWERED, func.coalesce(units.c.units_billed, 0)), else_=units.c.units_reserved
+        )
+        query = select(func.coalesce(func.sum(counted), 0)).where(
             units.c.account == self.account,
             units.c.dag_id == task.dag_id,
             units.c.run_id == task.run_id,
@@ -215,11 +222,13 @@ class PatsnapLedger:
             values["job_id"] = job_id
         with self.engine.begin() as connection:
             unit = select(units.c.units_reserved, units.c.day, units.c.month).where(open_unit)
+            if connection.dialect.name != "sqlite":  # two closers of one unit: the second finds it closed
+                unit = unit.with_for_update()
             row = connection.execute(unit).first()
             if row is None:
                 return
             delta = billed - int(row.units_reserved)
-            if delta:  # budget rows before the unit's, as when reserving
+            if delta:  # the unit's row, then the budget's: no transaction locks them the other way round
                 self._lock_periods(connection, row.day, row.month)
                 self._add(connection, row.day, row.month, delta)
             connection.execute(units.update().where(open_unit).values(**values))
@@ -236,8 +245,9 @@ class PatsnapLedger:
     # ------------------------------------------------------------------ reuse
 
     def reusable_report(self, serial: str, subject: str, variant: str, since: dt.datetime) -> dict[str, Any] | None:
-        """The newest report of this kind, subject and variant bought (or reused) since ``since``."""
-        query = (
+        """The newest report of this kind, subject and variant *bought* since ``since`` (a reuse never
+        extends the window), with ``result_uri``/``result_sha256`` of its newest archived copy, if any."""
+        bought = (
             select(units)
             .where(
                 units.c.account == self.account,
@@ -246,14 +256,30 @@ class PatsnapLedger:
                 units.c.variant == variant,
                 units.c.created_at >= since,
                 units.c.job_id.isnot(None),
-                units.c.state.in_([ANSWERED, REUSED]),
+                units.c.state == ANSWERED,
             )
             .order_by(units.c.created_at.desc(), units.c.id.desc())
             .limit(1)
         )
         with self.engine.connect() as connection:
-            row = connection.execute(query).first()
-        return schema.row_dict(row) if row else None
+            row = connection.execute(bought).first()
+            if row is None:
+                return None
+            found = schema.row_dict(row)
+            copies = (
+                select(units.c.result_uri, units.c.result_sha256)
+                .where(
+                    units.c.account == self.account,
+                    (units.c.id == found["id"]) | (units.c.reused_from == found["id"]),
+                    units.c.result_uri.isnot(None),
+                    units.c.result_sha256.isnot(None),
+                )
+                .order_by(units.c.id.desc())
+                .limit(1)
+            )
+            copy = connection.execute(copies).first()
+        found["result_uri"], found["result_sha256"] = (copy[0], copy[1]) if copy else (None, None)
+        return found
 
     def record_reuse(self, purchase: Purchase, source: dict[str, Any], task: TaskRef | None, **result: Any) -> int:
         """A unit served from an earlier purchase: recorded, billed 0, counted as reused."""
@@ -267,7 +293,7 @@ class PatsnapLedger:
                     units_reserved=0,
                     units_billed=0,
                     units_reused=purchase.units,
-                    reused_from=source.get("reused_from") or source["id"],
+                    reused_from=source["id"],
                     job_id=source.get("job_id"),
                     settled_at=now,
                     result_uri=result.get("uri", source.get("result_uri")),
@@ -298,7 +324,7 @@ class PatsnapLedger:
         with self.engine.begin() as connection:
             dialect = connection.dialect.name
             insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-            for chunk in _chunks(list(items.items()), 500):
+            for chunk in _chunks(sorted(items.items()), 500):  # one lock order for every writer
                 rows = [
                     {
                         "account": self.account,
@@ -336,6 +362,14 @@ class PatsnapLedger:
             query = query.where(units.c.day >= since_day)
         if until_day:
             query = query.where(units.c.day <= until_day)
+        with self.engine.connect() as connection:
+            return [schema.row_dict(row) for row in connection.execute(query.order_by(units.c.id))]
+
+    def rows_between(self, begin: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        """Every unit of the account sent (or, if never sent, created) in ``[begin, end)``, oldest first."""
+        when = func.coalesce(units.c.sent_at, units.c.created_at)
+        begin, end = begin.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+        query = select(units).where(units.c.account == self.account, when >= begin, when < end)
         with self.engine.connect() as connection:
             return [schema.row_dict(row) for row in connection.execute(query.order_by(units.c.id))]
 

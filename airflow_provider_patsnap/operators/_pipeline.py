@@ -14,7 +14,14 @@ from typing import Any
 
 from airflow_provider_patsnap import waiting
 from airflow_provider_patsnap.billing import TaskRun
-from airflow_provider_patsnap.errors import PatsnapError
+from airflow_provider_patsnap.errors import (
+    PatsnapAuthError,
+    PatsnapBudgetExceededError,
+    PatsnapDestinationError,
+    PatsnapError,
+    PatsnapInputError,
+    PatsnapPermanentError,
+)
 from airflow_provider_patsnap.hooks._purchase import Scope
 from airflow_provider_patsnap.models import ReportKind, normalize_job_id
 from airflow_provider_patsnap.operators._common import (
@@ -37,6 +44,15 @@ class JobFailedOnPatsnap(AirflowFailException):
     """PatSnap failed the job (job_status 3): there is no report to archive."""
 
 
+#: Errors that say nothing about whether a reused job still works: they fail the task, buying nothing.
+_NOT_GONE = (PatsnapAuthError, PatsnapDestinationError, PatsnapBudgetExceededError)
+
+
+def _source(reuse: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``record_reuse`` needs of a reused purchase, as plain JSON (deferral kwargs)."""
+    return None if reuse is None else {"id": int(reuse["id"]), "job_id": str(reuse["job_id"])}
+
+
 _NOT_PAID = (JobFailedOnPatsnap,)
 #: Airflow's operator metaclass applies ``default_args`` to the ``__init__`` it wraps.
 _apply_defaults = type(BaseOperator)._apply_defaults
@@ -53,6 +69,7 @@ class ReportPipelineMixin:
     max_billable_units: Any
     buy: Any  # the create operator's buy(run) -> job id
     reusable: Any  # the create operator's reusable() -> the ledger's reusable report, or None
+    record_reused: Any  # the create operator's record_reused(found, result): the ledger and the scope
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -95,27 +112,15 @@ class ReportPipelineMixin:
         job: list[str] = []
         hint = lambda: waiting.finish_hint(self.report_kind, job[0])  # noqa: E731 - read once the job exists
         with spending(context, self.max_billable_units) as where, run.failures_name_purchases(hint, _NOT_PAID):
+            found = None
             with airflow_failure_semantics():
-                copied = self._reuse_archived_copy(context, job)
-                if copied is not None:
-                    return spent(copied, where)
-                reused = bool(job)
-                if not job:
-                    job.append(self._attach_or_buy(run))
-            if not reused:
-                return spent(self._wait_and_archive(context, run, job[0], where), where)
-            try:
-                return spent(self._wait_and_archive(context, run, job[0], where), where)
-            except Exception as exc:
-                if type(exc).__name__ == "TaskDeferred":
-                    raise
-                # Neither the archived copy nor the job's link works any more: only now is one bought.
-                self.log.warning(
-                    "The reused %s job %s cannot be fetched again (%s): buying a new report.", self._code, job[0], exc
-                )
-                with airflow_failure_semantics():
-                    job[0] = self._attach_or_buy(run)
-                return spent(self._wait_and_archive(context, run, job[0], where), where)
+                found = self.reusable() if self.job_id in (None, "") else None
+                if found is not None:
+                    reused = self._reuse(context, run, found, where)
+                    if reused is not None:
+                        return spent(reused, where)
+                job.append(self._attach_or_buy(run))
+            return spent(self._wait_and_archive(context, run, job[0], where), where)
 
     def _attach_or_buy(self, run: TaskRun) -> str:
         if self.job_id not in (None, ""):
@@ -124,31 +129,50 @@ class ReportPipelineMixin:
             return job_id
         return str(self.buy(run))
 
-    def _reuse_archived_copy(self, context: Any, job: list[str]) -> dict[str, Any] | None:
-        """With ``reuse_within`` and a report bought in the window: its archived copy, copied to this
-        destination (sha256 verified); or, failing that, its job (a fresh link: ``job`` gets it)."""
-        if self.job_id not in (None, ""):
-            return None
-        found = self.reusable()
-        if found is None:
-            return None
-        job.append(str(found["job_id"]))
-        if not (found.get("result_uri") and found.get("result_sha256")):
-            return None
+    def _reuse(self, context: Any, run: TaskRun, found: dict[str, Any], where: Scope) -> Any:
+        """A report bought in the ``reuse_within`` window, brought here without buying: its archived copy
+        (sha256 verified), else its job's link fetched again (or, still being generated, waited for).
+        None when neither works: only then is a new one bought (and the log says why)."""
         target = ArchiveTarget(self.destination, self.destination_conn_id, self.overwrite)
+        job_id = str(found["job_id"])
+        if found.get("result_uri") and found.get("result_sha256"):
+            try:
+                result = copy_archived(self.report_kind, job_id, found["result_uri"], found["result_sha256"], target)
+            except (OSError, ValueError, PatsnapError) as exc:
+                if isinstance(exc, (PatsnapDestinationError, PatsnapInputError)):
+                    raise  # this destination's problem: a new report would meet it too
+                self.log.warning(
+                    "The archived copy %s cannot be reused (%s): fetching the job's link again.",
+                    found["result_uri"],
+                    exc,
+                )
+            else:
+                self.log.info(
+                    "Copied the archived report %s to %s (sha256 verified).", found["result_uri"], result["uri"]
+                )
+                return self._reused(context, found, result)
         try:
-            result = copy_archived(self.report_kind, job[0], found["result_uri"], found["result_sha256"], target)
-        except (OSError, ValueError, PatsnapError) as exc:
+            if not self.hook.get_report_job(self.report_kind, job_id).is_done():
+                return self._wait_and_archive(context, run, job_id, where, reuse=found)
+            result = archive_report(self.hook, self.report_kind, job_id, target)
+        except PatsnapPermanentError as exc:
+            if isinstance(exc, _NOT_GONE):
+                raise
             self.log.warning(
-                "The archived copy %s cannot be reused (%s): fetching the job's link again.", found["result_uri"], exc
+                "The reused %s job %s cannot be fetched again (%s): buying a new report.", self._code, job_id, exc
             )
             return None
-        self.log.info("Copied the archived report %s to %s (sha256 verified).", found["result_uri"], result["uri"])
+        return self._reused(context, found, result)
+
+    def _reused(self, context: Any, found: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        self.record_reused(found, result)
         annotate_outlet_events(self.outlets, context, result)
         self._written_uri = result["uri"]
         return result
 
-    def _wait_and_archive(self, context: Any, run: TaskRun, job_id: str, where: Scope) -> Any:
+    def _wait_and_archive(
+        self, context: Any, run: TaskRun, job_id: str, where: Scope, reuse: dict[str, Any] | None = None
+    ) -> Any:
         polled_at = time.time()
         end_time = run.window_end(WAIT_KEY, self.timeout, polled_at)
         if self.deferrable:
@@ -165,7 +189,7 @@ class ReportPipelineMixin:
                         poll_interval=self.poll_interval,
                     ),
                     # What this part bought or reused, for the result execute_complete returns.
-                    kwargs={"billed_units": where.billed, "reused_units": where.reused},
+                    kwargs={"billed_units": where.billed, "reused_units": where.reused, "reuse": _source(reuse)},
                 )
         else:
             verdict = waiting.wait_here(
@@ -176,10 +200,15 @@ class ReportPipelineMixin:
                 poll_interval=self.poll_interval,
                 log=self.log,
             )
-        return self._conclude(context, job_id, verdict)
+        return self._conclude(context, job_id, verdict, reuse)
 
     def execute_complete(
-        self, context: Any, event: dict[str, Any] | None = None, billed_units: int = 0, reused_units: int = 0
+        self,
+        context: Any,
+        event: dict[str, Any] | None = None,
+        billed_units: int = 0,
+        reused_units: int = 0,
+        reuse: dict[str, Any] | None = None,
     ) -> Any:
         """Resume after the trigger fired (a new process: everything comes from ``event`` and the kwargs)."""
         verdict = waiting.read_event(event)
@@ -190,13 +219,15 @@ class ReportPipelineMixin:
         with spending(context, self.max_billable_units) as where:
             where.add(billed=int(billed_units or 0), reused=int(reused_units or 0))
             with run.failures_name_purchases(lambda: waiting.finish_hint(self.report_kind, job_id), _NOT_PAID):
-                return spent(self._conclude(context, job_id, verdict), where)
+                return spent(self._conclude(context, job_id, verdict, reuse), where)
 
-    def _conclude(self, context: Any, job_id: str, verdict: Verdict) -> Any:
+    def _conclude(self, context: Any, job_id: str, verdict: Verdict, reuse: dict[str, Any] | None = None) -> Any:
         if verdict.event is WaitEvent.SUCCESS:
             with airflow_failure_semantics():
                 target = ArchiveTarget(self.destination, self.destination_conn_id, self.overwrite)
                 result = archive_report(self.hook, self.report_kind, job_id, target)
+            if reuse is not None:
+                return self._reused(context, reuse, result)
             annotate_outlet_events(self.outlets, context, result)
             self._written_uri = result["uri"]
             return result

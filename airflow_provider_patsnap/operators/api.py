@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.billing import TaskRun
+from airflow_provider_patsnap.hooks._purchase import billed_product
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.links import PatsnapApiDocsLink
 from airflow_provider_patsnap.models import plain_json
@@ -28,9 +29,9 @@ class PatsnapApiOperator(BaseOperator):
     :param query: query-string parameters (templated; a list becomes PatSnap's comma list). Not
         ``params``: that is Airflow's own DAG-params argument.
     :param json: the JSON body (templated).
-    :param billable: whether PatSnap charges for the call (default: True for POST). A billable call is
-        replayed only when PatSnap surely did not run it; a doubtful outcome fails the task without
-        Airflow retries, saying how to check.
+    :param billable: whether PatSnap charges for the call (default: True for POST and for the products
+        PatSnap bills, e.g. an indicator path). A billable call is replayed only when PatSnap surely
+        did not run it; a doubtful outcome fails the task without Airflow retries, saying how to check.
 
     The XCom is plain JSON: decimals from PatSnap become ``float`` (use ``PatsnapHook.run`` in a
     ``@task`` to keep them exact). A billable call is made once across attempts as well: on Airflow
@@ -77,7 +78,8 @@ class PatsnapApiOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         with airflow_failure_semantics(), spending(context, self.max_billable_units):
-            billable = self.method == "POST" if self.billable is None else bool(self.billable)
+            path = validation.endpoint_path(self.endpoint)
+            billable = billed_product(self.method, path) if self.billable is None else bool(self.billable)
 
             # A template that rendered None or a list as text must not reach PatSnap (let alone be billed).
             query = validation.rendered_values("query", self.query)

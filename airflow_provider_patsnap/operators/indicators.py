@@ -145,7 +145,8 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         self._log_missing(missing)
         if final is None:
             book.finish(digest, None)
-            return records  # XCom mode: the records themselves (billed and reused units are in the log)
+            self.log.info("%d record(s): %d unit(s) bought, %d reused.", len(records), where.billed, where.reused)
+            return records  # XCom mode: the records themselves (what they cost is in the log line above)
         size = write_lines_atomically(final, _json_lines(records), key="indicators", overwrite=self.overwrite)
         result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
         result["missing"] = self.missing_value(missing)

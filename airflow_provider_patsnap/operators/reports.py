@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
-from airflow_provider_patsnap import validation
+from airflow_provider_patsnap import metrics, validation
 from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks._purchase import current_scope, report_purchase
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
@@ -97,13 +97,12 @@ class _CreateReportOperator(BaseOperator):
 
     def reusable(self) -> dict[str, Any] | None:
         """With ``reuse_within``: the ledger's newest report of this kind, subject, type and logo bought in
-        the window (recorded as reused), or None (then one is bought, and the log says why)."""
+        the window, or None (then one is bought, and the log says why)."""
         window = reuse_window(self.reuse_within)
         if window is None:
             return None
         ledger = require_ledger(self.hook, "reuse_within")
-        body = self.request_body()
-        purchase = report_purchase(self.report_kind, body, self.logo)
+        purchase = self._purchase()
         since = dt.datetime.now(dt.timezone.utc) - window
         found = ledger.reusable_report(purchase.serial, purchase.subject, purchase.variant, since)
         if found is None:
@@ -114,23 +113,39 @@ class _CreateReportOperator(BaseOperator):
                 purchase.variant,
                 window,
             )
-            return None
-        ledger.record_reuse(purchase, found, current_scope().task)
-        current_scope().add(reused=1)
-        self.log.info(
-            "Reusing %s job %s, bought %s for %s (reuse_within %s): nothing is bought.",
-            purchase.serial,
-            found["job_id"],
-            found["created_at"],
-            purchase.subject,
-            window,
-        )
         return found
 
+    def record_reused(self, found: dict[str, Any], result: dict[str, Any] | None = None) -> None:
+        """``found`` serves this task: recorded in the ledger (0 billed, 1 reused) and in the task's result."""
+        ledger = require_ledger(self.hook, "reuse_within")
+        outcome = {k: result[k] for k in ("uri", "sha256")} if result else {}
+        where = current_scope()
+        purchase = self._purchase()
+        ledger.record_reuse(purchase, found, where.task, **outcome)
+        where.add(reused=1)
+        metrics.count("units.reused", 1, serial=purchase.serial, dag_id=where.task.dag_id if where.task else None)
+        self.log.info(
+            "Reused %s job %s (bought %s, reuse_within %s): nothing was bought.",
+            ReportKind.parse(self.report_kind).code,
+            found["job_id"],
+            found.get("created_at", "in the window"),
+            self.reuse_within,
+        )
+
+    def _purchase(self) -> Any:
+        return report_purchase(self.report_kind, self.request_body(), self.logo)
+
     def execute(self, context: Any) -> str:
-        with airflow_failure_semantics(), spending(context, self.max_billable_units):
+        with airflow_failure_semantics(), spending(context, self.max_billable_units) as where:
             found = self.reusable()
-            return str(found["job_id"]) if found else self.buy(TaskRun(context, self.log))
+            if found is not None:
+                self.record_reused(found)
+                return str(found["job_id"])
+            job_id = self.buy(TaskRun(context, self.log))
+        self.log.info(
+            "%s job %s: %s unit(s) bought by this task.", ReportKind.parse(self.report_kind).code, job_id, where.billed
+        )
+        return job_id
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return lineage_of(self.hook, self.api_docs_path, self.identifiers, getattr(self, "_written_uri", None))

@@ -7,11 +7,12 @@ import json
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+from airflow_provider_patsnap.ledger.model import STATEMENT_LAG, STATEMENT_TIMEZONE
 from airflow_provider_patsnap.models import plain_json
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
 from airflow_provider_patsnap.staging import write_lines_atomically
@@ -23,14 +24,15 @@ class PatsnapUsageOperator(BaseOperator):
     """Reads PatSnap's statement of account for ``start``..``end`` (dates or ``YYYYMMDD``, both included)
     and, with a ledger on the connection, reconciles it per endpoint.
 
-    Returns ``{"period": [start, end], "endpoints": [{"path", "serial", "fee_times", "ledger_units",
-    "difference", "partial", ...}], "matched", "statement"}`` and, with ``destination``, writes that as
-    JSON there (replacing an earlier reconciliation of the same file) and adds ``"uri"``. Days are the
-    budget time zone's (``budget_timezone``, default Asia/Shanghai, like PatSnap's statement); a period
-    that includes today is reconciled but flagged ``partial`` and settles nothing. Ambiguous ledger
-    units a closed period can settle are settled. ``fail_on_mismatch`` fails the task on any difference
-    in a closed period. Reading the statement costs nothing; its request carries the client secret,
-    which is never logged.
+    Returns ``{"period": [start, end], "timezone", "closed", "endpoints": [{"path", "serial", "fee_times",
+    "ledger_units", "difference", "partial", ...}], "matched", "statement"}`` and, with ``destination``,
+    writes that as JSON there (replacing an earlier reconciliation of the same file) and adds ``"uri"``.
+    Days are PatSnap's (``statement_timezone``, Asia/Shanghai), and ledger units count on the day they
+    were sent. A period is closed once its last day ended more than ``statement_lag`` ago (default one
+    day: PatSnap's statement may lag); only a closed period settles the ledger's unsure units (see
+    ``ledger.reconcile``), and ``fail_on_mismatch`` fails the task on a difference in a closed period.
+    An open one is reconciled all the same, flagged ``partial``. Reading the statement costs nothing;
+    its request carries the client secret, which is never logged.
     """
 
     template_fields: Sequence[str] = ("start", "end", "destination", "destination_conn_id")
@@ -45,6 +47,8 @@ class PatsnapUsageOperator(BaseOperator):
         destination_conn_id: str | None = None,
         reconcile: bool = True,
         fail_on_mismatch: bool = False,
+        statement_timezone: str = STATEMENT_TIMEZONE,
+        statement_lag: dt.timedelta | int = STATEMENT_LAG,
         patsnap_conn_id: str = PatsnapHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -55,6 +59,8 @@ class PatsnapUsageOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.reconcile = reconcile
         self.fail_on_mismatch = fail_on_mismatch
+        self.statement_timezone = statement_timezone
+        self.statement_lag = statement_lag
         self.patsnap_conn_id = patsnap_conn_id
 
     @cached_property
@@ -69,10 +75,12 @@ class PatsnapUsageOperator(BaseOperator):
             end = _day("end", self.end)
             if start > end:
                 raise PatsnapInputError("end", f"{end} is before start {start}")
+            zone = _zone(self.statement_timezone)
+            lag = _lag(self.statement_lag)
             statement = plain_json(self.hook.get_usage_statement(start, end))
             ledger = self.hook.ledger if self.reconcile else None
-            today = dt.datetime.now(ZoneInfo(self.hook.config.budget_timezone)).date()
-            result = reconcile(ledger, statement, start, end, today)
+            now = dt.datetime.now(dt.timezone.utc)
+            result = reconcile(ledger, statement, start, end, now=now, zone=zone, lag=lag)
             result["statement"] = statement
             self._log_endpoints(result, ledger is not None)
             if self.destination:
@@ -100,7 +108,7 @@ class PatsnapUsageOperator(BaseOperator):
                     entry["fee_times"],
                     entry["ledger_units"],
                     entry["difference"],
-                    ", the period is not over" if entry["partial"] else "",
+                    ", the period is not closed yet" if entry["partial"] else "",
                 )
             else:
                 self.log.info("%s %s: PatSnap billed %s.", entry["serial"], entry["path"], entry["fee_times"])
@@ -113,3 +121,19 @@ def _day(parameter: str, value: Any) -> dt.date:
         return value
     text = validation.statement_day(parameter, value)
     return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+
+
+def _zone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        raise PatsnapInputError("statement_timezone", f"{value!r} is not a time zone, e.g. Asia/Shanghai") from None
+    return str(value)
+
+
+def _lag(value: Any) -> dt.timedelta:
+    if isinstance(value, dt.timedelta) and value >= dt.timedelta(0):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return dt.timedelta(seconds=value)
+    raise PatsnapInputError("statement_lag", f"give a timedelta or seconds, 0 or more, got {value!r}")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_patsnap.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.ledger_support import backdate
 from tests.support import files_under, outputs_under, task_states, xcom_texts
 
 pytestmark = pytest.mark.e2e
@@ -136,16 +137,28 @@ def test_rerunning_the_weeks_refresh_costs_nothing(
     assert sorted((r["billed_units"], r["reused_units"]) for r in returns) == [(0, 1)] * 3
 
 
-def test_the_reconciliation_dag_compares_yesterdays_statement_with_the_ledger(
+def test_the_reconciliation_dag_compares_the_last_closed_day_with_the_ledger(
     airflow_db: None, dagbag: Any, emulator: Any, emu_conn: str, archive_root: Path
 ) -> None:
+    from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
+
+    hook = PatsnapHook()
+    hook.create_enterprise_report(company_name="Reconciled Co")
+    then, _ = backdate(emulator, hook.ledger, 2)  # bought two China days ago: closed, past the statement's lag
+
     run = dagbag.get_dag("patsnap_usage_reconciliation").test()
 
     assert set(states(run).values()) == {"success"}
     (saved,) = files_under(archive_root / "usage")
     result = json.loads(saved.read_text())
-    assert result["matched"] is True and len(result["period"]) == 2 and result["period"][0] == result["period"][1]
-    assert "statement" in result and emulator.stats["calls"].get("POST /open-user/statement/v2") == 1
+    assert result["period"] == [then.isoformat()] * 2 and result["closed"] is True and result["matched"] is True
+    (row,) = result["endpoints"]
+    assert (row["serial"], row["fee_times"], row["ledger_units"], row["difference"]) == ("R001", 1, 1, 0)
+    assert emulator.stats["calls"].get("POST /open-user/statement/v2") == 1
+
+    with emulator._lock:  # PatSnap's statement says one more than the ledger recorded: the task fails
+        emulator._statement[(then.strftime("%Y%m%d"), "/innovation/company-report/task/create")][1] += 1
+    assert set(states(dagbag.get_dag("patsnap_usage_reconciliation").test()).values()) == {"failed"}
 
 
 @pytest.mark.parametrize(("dag_id", "folder", "per_company", "waits", "archives"), REFRESHES)

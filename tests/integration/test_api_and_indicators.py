@@ -63,10 +63,22 @@ def test_a_post_is_billable_by_default_and_never_replayed_in_doubt(emulator: Pat
 
 
 def test_a_read_through_run_is_replayed_on_a_gateway_page(emulator: PatsnapEmulator, emu_conn: str) -> None:
+    hook = PatsnapHook(max_retries=8, retry_wait_min=0.1, retry_wait_max=0.2)
+    job_id = hook.create_enterprise_report(company_name="ACME")
+    emulator.outage("status", seconds=0.3, status=502)
+    data = hook.run("GET", "/innovation/company-report/job_id/status", params={"job_id": job_id})
+    assert emulator.stats["outage_answers"] >= 1 and "job_status" in data
+
+
+def test_a_billed_product_read_through_run_is_not_replayed_unless_the_caller_says_so(
+    emulator: PatsnapEmulator, emu_conn: str
+) -> None:
+    hook = PatsnapHook(max_retries=8, retry_wait_min=0.1, retry_wait_max=0.2)
     emulator.outage("legal", seconds=0.3, status=502)
-    data = PatsnapHook(max_retries=8, retry_wait_min=0.1, retry_wait_max=0.2).run(
-        "GET", LEGAL, params={"patent_number": KNOWN[0]}
-    )
+    with pytest.raises(PatsnapAmbiguousCreateError, match="may have run"):  # P037 bills per result returned
+        hook.run("GET", LEGAL, params={"patent_number": KNOWN[0]})
+    emulator.outage("legal", seconds=0.3, status=502)
+    data = hook.run("GET", LEGAL, params={"patent_number": KNOWN[0]}, billable=False)  # the caller's choice
     assert data[0]["pn"] == KNOWN[0]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_patsnap.errors import Outcome, PatsnapRetryableError
+from airflow_provider_patsnap.errors import Outcome, PatsnapBudgetExceededError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.ledger.engine import dispose_all
 from airflow_provider_patsnap.ledger.store import PatsnapLedger
@@ -28,6 +29,7 @@ from airflow_provider_patsnap.operators.reports import (
 from airflow_provider_patsnap.operators.usage import PatsnapUsageOperator
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.version_compat import AirflowFailException
+from tests.ledger_support import backdate
 from tests.support import files_under
 
 KNOWN = ["CN108977442B", "US5012236A", "CN200001A"]
@@ -93,12 +95,41 @@ def test_every_billable_unit_is_recorded_with_its_task(
     assert (create["dag_id"], create["run_id"], create["task_run"], create["try_number"]) == ("cost_dag", "run-1", 2, 1)
     batch = rows[("P037", "legal")]
     assert (batch["units_reserved"], batch["units_billed"]) == (4, 3)  # billed per result returned
-    generic = rows[("/innovation/company-report/task/create", "api")]
+    generic = rows[("R001", "api")]  # a known product, whichever way it is called
     assert generic["state"] == "answered" and generic["units_billed"] == 1
     assert result["billed_units"] == 1 and result["reused_units"] == 0
     assert sum(r["units_billed"] for r in rows.values()) == emulator.billed()  # the ledger agrees with PatSnap
     account = rows[("R001", "report")]["account"]
     assert account.startswith(emulator.url + "#") and emulator.client_secret not in account
+
+
+def test_the_ledger_of_a_connection_is_found_by_its_id(
+    emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, ledger_db: str
+) -> None:
+    connect(monkeypatch, emulator, None)
+    assert PatsnapLedger.for_connection("patsnap_default") is None  # no ledger configured
+    connect(monkeypatch, emulator, ledger_db, budget_daily_units=7)
+    PatsnapCreateEnterpriseReportOperator(task_id="c", company_name="ACME").execute({"ti": TI("c")})
+
+    ledger = PatsnapLedger.for_connection("patsnap_default")
+    assert ledger is not None and ledger.budget.daily == 7
+    assert [(r["serial"], r["state"]) for r in ledger.rows()] == [("R001", "answered")]
+    assert ledger_db not in repr(ledger)
+
+
+def test_a_billable_product_called_through_run_is_recorded_whatever_the_verb(
+    emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, ledger_db: str
+) -> None:
+    connect(monkeypatch, emulator, ledger_db, budget_daily_units=3)
+    asked = ",".join([*KNOWN[:2], "CN000UNKNOWN1"])
+    data = PatsnapHook().run("GET", "/patent-valuation-data/legal_indicators", params={"patent_number": asked})
+    assert len(data) == 2
+    (row,) = ledger_rows()
+    assert (row["serial"], row["units_reserved"], row["units_billed"]) == ("P037", 3, 2)
+    calls = dict(emulator.stats["calls"])
+    with pytest.raises(PatsnapBudgetExceededError, match="daily budget of 3 units"):  # 2 spent, 2 more asked
+        PatsnapHook().run("GET", "/patent-valuation-data/legal_indicators", params={"patent_number": asked[:25]})
+    assert emulator.stats["calls"] == calls  # refused before any call
 
 
 def test_a_ledger_that_cannot_be_written_sends_nothing(
@@ -198,6 +229,42 @@ def test_without_the_archived_copy_the_jobs_link_is_fetched_again(
     assert second["sha256"] == first["sha256"] and second["reused_units"] == 1
 
 
+def test_a_reused_job_patsnap_no_longer_knows_is_bought_again_and_said_so(
+    emulator: PatsnapEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    ledger_db: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    connect(monkeypatch, emulator, ledger_db)
+    first = report(tmp_path / "week1", reuse_within=3600).execute({"ti": TI(run_id="w1")})
+    Path(first["uri"].removeprefix("file://")).unlink()  # neither the archived copy...
+    with emulator._lock:
+        emulator._jobs.clear()  # ... nor the job is there any more
+    second = report(tmp_path / "week2", reuse_within=3600).execute({"ti": TI(run_id="w2")})
+    assert emulator.stats["creates"] == 2 and second["job_id"] != first["job_id"]
+    assert (second["billed_units"], second["reused_units"]) == (1, 0)
+    assert [r["state"] for r in ledger_rows()] == ["answered", "answered"]  # no reuse recorded
+    logged = caplog.text + "".join(capfd.readouterr())  # Airflow 3 logs through structlog to the terminal
+    assert "cannot be fetched again" in logged and "buying a new report" in logged
+
+
+def test_a_destination_that_refuses_the_reused_copy_buys_nothing(
+    emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, ledger_db: str, tmp_path: Path
+) -> None:
+    connect(monkeypatch, emulator, ledger_db)
+    first = report(tmp_path / "week1", reuse_within=3600).execute({"ti": TI(run_id="w1")})
+    taken = tmp_path / "week2" / "archive" / first["filename"]
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"somebody else's file")
+    with pytest.raises(AirflowFailException, match="overwrite"):
+        report(tmp_path / "week2", reuse_within=3600).execute({"ti": TI(run_id="w2")})
+    assert emulator.stats["creates"] == 1 and taken.read_bytes() == b"somebody else's file"
+    assert [r["state"] for r in ledger_rows()] == ["answered"]
+
+
 def test_the_create_operator_reuses_the_job_and_another_type_is_bought(
     emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, ledger_db: str
 ) -> None:
@@ -239,21 +306,6 @@ def test_indicators_fetched_within_the_window_come_from_the_ledger(
 # ------------------------------------------------------------------------------------ the statement
 
 
-def backdate(emu: PatsnapEmulator, ledger: PatsnapLedger, days: int) -> tuple[dt.date, dt.date]:
-    """Move everything bought so far to ``days`` ago, on both sides (a closed day to reconcile)."""
-    from sqlalchemy import update
-
-    from airflow_provider_patsnap.ledger.schema import units
-
-    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-    then = today - dt.timedelta(days=days)
-    with ledger.engine.begin() as connection:
-        connection.execute(update(units).values(day=then.isoformat(), month=then.strftime("%Y-%m")))
-    with emu._lock:
-        emu._statement = {(then.strftime("%Y%m%d"), path): usage for (_, path), usage in emu._statement.items()}
-    return then, today
-
-
 def test_the_statement_is_reconciled_and_settles_what_the_ledger_could_not_know(
     emulator: PatsnapEmulator, monkeypatch: pytest.MonkeyPatch, ledger_db: str, tmp_path: Path
 ) -> None:
@@ -264,7 +316,12 @@ def test_the_statement_is_reconciled_and_settles_what_the_ledger_could_not_know(
         PatsnapHook().get_legal_indicators(patent_numbers=KNOWN)
     ledger = PatsnapHook().ledger
     assert ledger is not None and [r["state"] for r in ledger.rows()] == ["answered", "ambiguous"]
-    then, today = backdate(emulator, ledger, 1)
+    then, today = backdate(emulator, ledger, 2)  # yesterday is not closed yet: PatSnap's statement may lag a day
+
+    # Within the statement's lag: reconciled, flagged partial, nothing settled.
+    early = PatsnapUsageOperator(task_id="usage", start=then, end=then, statement_lag=dt.timedelta(days=3)).execute({})
+    assert early["closed"] is False and all(row["partial"] for row in early["endpoints"])
+    assert [r["state"] for r in ledger.rows()] == ["answered", "ambiguous"]
 
     result = PatsnapUsageOperator(task_id="usage", start=then, end=then, destination=f"{tmp_path}/usage/").execute({})
 
@@ -277,9 +334,10 @@ def test_the_statement_is_reconciled_and_settles_what_the_ledger_could_not_know(
     assert saved["endpoints"] == result["endpoints"] and saved["period"] == [then.isoformat()] * 2
     assert emulator.client_secret not in json.dumps(saved)
 
-    # Today is not over: reconciled, flagged partial, nothing settled.
-    partial = PatsnapUsageOperator(task_id="usage", start=today, end=today).execute({})
-    assert all(row["partial"] for row in partial["endpoints"])
+    # Today is not over, nor is yesterday closed: reconciled, flagged partial.
+    for day in (today, today - dt.timedelta(days=1)):
+        partial = PatsnapUsageOperator(task_id="usage", start=day, end=day).execute({})
+        assert partial["closed"] is False and all(row["partial"] for row in partial["endpoints"])
 
 
 def test_a_mismatch_fails_the_task_when_asked(

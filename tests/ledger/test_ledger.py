@@ -95,6 +95,34 @@ def test_a_task_cap_counts_the_runs_units_across_attempts(url: str) -> None:
         ledger.reserve(batch(1), TaskRef("dag", "run-2", "report", -1, 0, 1), task_cap=0)  # a cap of zero
 
 
+def test_a_task_cap_counts_what_settled_units_billed(url: str) -> None:
+    ledger = PatsnapLedger(url, ACCOUNT)
+    first = ledger.reserve(batch(100), TASK, task_cap=150)
+    ledger.sent(first)
+    ledger.settle(first, 5)  # 5 of 100 patents had results
+    second = ledger.reserve(batch(100), TASK, task_cap=150)  # 5 + 100 <= 150
+    ledger.sent(second)
+    with pytest.raises(BudgetExceeded, match="has 105 spent or reserved"):
+        ledger.reserve(batch(100), TASK, task_cap=150)
+
+
+def test_closing_a_unit_twice_counts_once(url: str) -> None:
+    ledger = PatsnapLedger(url, ACCOUNT)
+    day, _ = today(ledger)
+    unit = ledger.reserve(batch(100))
+    ledger.sent(unit)
+    ledger.ambiguous(unit)
+    ledger.resolve_ambiguous([unit], billed=False)  # the reservation given back once...
+    ledger.resolve_ambiguous([unit], billed=False)  # ... and not again
+    ledger.settle(unit, 100)
+    (row,) = ledger.rows()
+    assert (row["state"], row["units_billed"]) == ("refused", 0) and ledger.reserved(f"day:{day}") == 0
+    other = ledger.reserve(batch(10))
+    ledger.refuse(other)
+    ledger.refuse(other)
+    assert ledger.reserved(f"day:{day}") == 0
+
+
 def test_days_are_counted_in_the_budget_time_zone() -> None:
     ledger = PatsnapLedger("sqlite://", ACCOUNT, Budget(timezone="Asia/Shanghai"))
     late_utc = dt.datetime(2026, 12, 31, 16, 30, tzinfo=dt.timezone.utc)  # already 1 January in Shanghai
@@ -131,6 +159,68 @@ def test_reports_bought_within_a_window_are_found_for_reuse(url: str) -> None:
     assert found is not None and found["result_uri"] == "file:///a/r.pdf" and found["job_id"] == "1579434053399035905"
     assert ledger.reusable_report("R001", "company_name=ACME", "word/logo", week_ago) is None  # another type
     assert ledger.reusable_report("R001", "company_name=ACME", "pdf/logo", dt.datetime.now(dt.timezone.utc)) is None
+
+
+def test_a_reuse_neither_extends_the_window_nor_hides_its_copy(url: str) -> None:
+    from sqlalchemy import update
+
+    from airflow_provider_patsnap.ledger.schema import units
+
+    ledger = PatsnapLedger(url, ACCOUNT)
+    bought = ledger.reserve(REPORT)
+    ledger.settle(bought, 1, job_id="1579434053399035905")
+    ledger.attach_result(serial="R001", job_id="1579434053399035905", uri="file:///w1/r.pdf", sha256="ab" * 32)
+    now = dt.datetime.now(dt.timezone.utc)
+    source = ledger.reusable_report("R001", "company_name=ACME", "pdf/logo", now - dt.timedelta(days=6))
+    assert source is not None
+    ledger.record_reuse(REPORT, source, TASK, uri="file:///w2/r.pdf", sha256="ab" * 32)
+    found = ledger.reusable_report("R001", "company_name=ACME", "pdf/logo", now - dt.timedelta(days=6))
+    assert found is not None and found["id"] == bought and found["result_uri"] == "file:///w2/r.pdf"  # newest copy
+
+    with ledger.engine.begin() as connection:  # the purchase was 30 days ago; its reuse was today
+        connection.execute(update(units).where(units.c.id == bought).values(created_at=now - dt.timedelta(days=30)))
+    assert ledger.reusable_report("R001", "company_name=ACME", "pdf/logo", now - dt.timedelta(days=6)) is None
+
+
+def test_reconciliation_settles_dead_processes_units_once_the_day_is_closed(url: str) -> None:
+    from sqlalchemy import update
+
+    from airflow_provider_patsnap.ledger.reconcile import reconcile
+    from airflow_provider_patsnap.ledger.schema import units
+
+    ledger = PatsnapLedger(url, ACCOUNT)
+    sent = ledger.reserve(REPORT)
+    ledger.sent(sent)  # its process died before the answer was recorded
+    ledger.reserve(REPORT)  # its process died before sending: the mark always comes first
+    answered = ledger.reserve(REPORT)
+    ledger.sent(answered)
+    ledger.settle(answered, 1)
+    day = dt.date(2026, 11, 2)
+    china_noon = dt.datetime(2026, 11, 2, 12, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with ledger.engine.begin() as connection:
+        connection.execute(update(units).values(created_at=china_noon, sent_at=None))
+        connection.execute(update(units).where(units.c.id != sent + 1).values(sent_at=china_noon))
+    path = REPORT.endpoint
+    statement = {"usage": [{"request_path": path, "serial_number": "R001", "fee_times": 2}]}
+
+    early = reconcile(ledger, statement, day, day, now=china_noon + dt.timedelta(hours=20))
+    assert early["closed"] is False and early["endpoints"][0]["ambiguous_units"] == 1
+    assert sorted(r["state"] for r in ledger.rows()) == ["answered", "intent", "sent"]
+
+    late = reconcile(ledger, statement, day, day, now=china_noon + dt.timedelta(days=2))
+    (entry,) = late["endpoints"]
+    assert late["closed"] is True and late["released_intent_units"] == 1
+    assert (entry["ledger_units"], entry["difference"], entry["resolved"]) == (2, 0, {"units": 1, "billed": True})
+    assert sorted(r["state"] for r in ledger.rows()) == ["answered", "answered", "refused"]
+    assert ledger.reserved("day:" + ledger.rows()[0]["day"]) == 2
+
+    # A unit sent the next China day is not this day's, whatever the budget's time zone says.
+    with ledger.engine.begin() as connection:
+        connection.execute(update(units).values(sent_at=china_noon + dt.timedelta(hours=12)))
+    assert (
+        reconcile(ledger, statement, day, day, now=china_noon + dt.timedelta(days=3))["endpoints"][0]["ledger_units"]
+        == 0
+    )
 
 
 def test_indicator_results_are_cached_per_patent_and_replaced_by_newer_ones(url: str) -> None:

@@ -205,6 +205,12 @@ def test_secrets_are_the_values_to_mask() -> None:
     assert PatsnapConfig(base_url=DEFAULT_HOST, client_id="c").secrets == ()
 
 
+def test_a_url_password_is_masked_as_written_and_decoded() -> None:
+    url = "postgresql+psycopg2://ledger:p%40ss%2Fw0rd@db.internal/patsnap"
+    secrets = config_from_connection(connection(ledger_url=url)).secrets
+    assert {url, "p%40ss%2Fw0rd", "p@ss/w0rd"} <= set(secrets) and len(secrets) == len(set(secrets))
+
+
 def test_repr_never_shows_a_secret() -> None:
     for config in (config_from_connection(connection()), config_from_connection(connection(api_key=API_KEY))):
         assert CLIENT_SECRET not in repr(config) and API_KEY not in repr(config)

@@ -320,3 +320,24 @@ def test_arun_sends_through_httpx() -> None:
         return reply.status
 
     assert _arun(lambda: _drivers.arun(steps()), lambda r: httpx.Response(204)) == 204  # type: ignore[arg-type]
+
+
+@responses.activate
+def test_a_stop_never_falls_between_the_sent_mark_and_the_send() -> None:
+    import threading
+
+    from airflow_provider_patsnap.hooks._core import Mark
+
+    responses.add(responses.GET, URL, json={"status": True, "error_code": 0, "data": {}})
+    stop = threading.Event()
+    seen: list[Any] = []
+
+    def steps() -> Iterator[Any]:
+        yield Mark(note=stop.set)  # another batch fails just as this one is recorded as sent
+        seen.append((yield Send(Request("GET", URL))))
+        yield Sleep(0)  # the next step: here the stop applies
+        return "never"
+
+    with pytest.raises(_drivers.Stopped):
+        _drivers.run(steps(), _drivers.new_session(), stop)
+    assert len(responses.calls) == 1 and isinstance(seen[0], Response) and seen[0].status == 200
