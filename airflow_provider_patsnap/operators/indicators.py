@@ -162,7 +162,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         ledger = self.hook.ledger
 
         def keep(batch: valuation.Batch, items: list[Any]) -> None:
-            now = dt.datetime.now(dt.timezone.utc)
+            now = utcnow()
             stamp = now.isoformat(timespec="seconds")
             for item in items:
                 if isinstance(item, dict):
@@ -188,7 +188,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         if window is None:
             return [], {}
         ledger = require_ledger(self.hook, "reuse_within")
-        since = dt.datetime.now(dt.timezone.utc) - window
+        since = utcnow() - window
         batches: list[valuation.Batch] = []
         pages: dict[str, list[Any]] = {}
         for spec in specs:
@@ -294,7 +294,7 @@ def merge(
     clashes = valuation.clashing_fields(specs)
     by_input: dict[str, dict[str, Any]] = {}
     found: dict[str, set[str]] = {spec.name: set() for spec in specs}
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = utcnow().isoformat(timespec="seconds")
     for batch in planned:
         spec = batch.indicator
         for item in pages.get(batch.key, []):
@@ -342,6 +342,11 @@ def _input_key(param: str, flat: dict[str, Any]) -> str | None:
 
 #: When PatSnap returned a record's results (ISO 8601, UTC): on every record, and on kept items.
 FETCHED_AT = "fetched_at"
+
+
+def utcnow() -> dt.datetime:
+    """The clock that stamps ``fetched_at`` (one place, so a test can hold it still)."""
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _still_needed(
