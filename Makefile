@@ -60,7 +60,7 @@ test-wheel: dist
 	$(WHEEL_VENV)/bin/python -m pip install --quiet "$(AIRFLOW_SPEC)" "$$(ls dist/*.whl)[test]"
 	mkdir -p .wheel-test && cp -r tests example_dags .wheel-test/
 	cd .wheel-test && PATSNAP_EXPECT_INSTALLED=1 ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-		tests/unit/test_provider_info.py tests/emulator tests/e2e/test_example_dags.py::test_example_dags_import_cleanly_and_are_configured_sensibly
+		tests/unit/test_provider_info.py tests/unit/test_spend_page.py tests/emulator tests/e2e/test_example_dags.py::test_example_dags_import_cleanly_and_are_configured_sensibly
 
 clean:
 	rm -rf .venv .venv-* .wheel-test dist demo-output

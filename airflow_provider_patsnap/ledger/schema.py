@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_KEY = "schema_version"
 
 metadata = MetaData()
@@ -75,6 +75,8 @@ Index("ix_patsnap_units_account_day", units.c.account, units.c.day)
 Index("ix_patsnap_units_reuse", units.c.account, units.c.serial, units.c.subject, units.c.variant, units.c.created_at)
 Index("ix_patsnap_units_task", units.c.dag_id, units.c.run_id, units.c.task_id, units.c.map_index)
 Index("ix_patsnap_units_job", units.c.job_id)
+#: v2: what the spend page lists as open questions (ambiguous and unanswered units).
+open_units_index = Index("ix_patsnap_units_open", units.c.account, units.c.state)
 
 #: Units reserved per account and period (``day:YYYY-MM-DD``, ``month:YYYY-MM``): the rows locked to
 #: reserve atomically, so racing processes never pass a cap together.
@@ -99,8 +101,36 @@ results = Table(
     PrimaryKeyConstraint("account", "serial", "patent"),
 )
 
-#: version -> the step that brings a database of version - 1 to it (none yet: v1 is the first).
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+#: v2: the last reconciliation of each period and endpoint (what the spend page shows as differences).
+reconciliations = Table(
+    "patsnap_reconciliations",
+    metadata,
+    Column("account", String(128), nullable=False),
+    Column("period_start", String(10), nullable=False),  # YYYY-MM-DD, PatSnap's (China) days
+    Column("period_end", String(10), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("serial", String(255), nullable=False),
+    Column("fee_times", Integer, nullable=False),  # what PatSnap's statement billed
+    Column("ledger_units", Integer),
+    Column("ambiguous_units", Integer),
+    Column("difference", Integer),
+    Column("closed", Integer, nullable=False),  # 1: the period is over (plus the statement lag)
+    Column("reconciled_at", DateTime(timezone=True), nullable=False),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("task_id", String(250)),
+    Column("map_index", Integer),
+    PrimaryKeyConstraint("account", "period_start", "period_end", "endpoint"),
+)
+
+
+def _v2(connection: Connection) -> None:
+    reconciliations.create(connection, checkfirst=True)
+    open_units_index.create(connection, checkfirst=True)
+
+
+#: version -> the step that brings a database of version - 1 to it.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2}
 
 
 class SchemaError(RuntimeError):

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_patsnap.ledger import schema
 from airflow_provider_patsnap.ledger.engine import engine_for
 from airflow_provider_patsnap.ledger.model import Budget, BudgetExceeded, Purchase, TaskRef
-from airflow_provider_patsnap.ledger.schema import budgets, results, units
+from airflow_provider_patsnap.ledger.schema import budgets, reconciliations, results, units
 
 #: A unit row's states (``billing.UnitState`` plus what the ledger alone knows).
 INTENT, SENT, ANSWERED, AMBIGUOUS, REFUSED, REUSED = "intent", "sent", "answered", "ambiguous", "refused", "reused"
@@ -378,6 +378,40 @@ class PatsnapLedger:
         with self.engine.connect() as connection:
             value = connection.execute(select(budgets.c.reserved).where(self._period_rows((period,)))).scalar()
         return int(value or 0)
+
+    def record_reconciliation(self, result: dict[str, Any], task: TaskRef | None = None) -> None:
+        """Keep a reconciliation's outcome per endpoint (replacing the last one of the same period)."""
+        start, end = result["period"]
+        now = _now()
+        rows = [
+            {
+                "account": self.account,
+                "period_start": start,
+                "period_end": end,
+                "endpoint": str(entry["path"])[:255],
+                "serial": str(entry.get("serial") or "")[:255],
+                "fee_times": int(entry.get("fee_times") or 0),
+                "ledger_units": entry.get("ledger_units"),
+                "ambiguous_units": entry.get("ambiguous_units"),
+                "difference": entry.get("difference"),
+                "closed": 0 if entry.get("partial") else 1,
+                "reconciled_at": now,
+                "dag_id": task.dag_id if task else None,
+                "run_id": task.run_id if task else None,
+                "task_id": task.task_id if task else None,
+                "map_index": task.map_index if task else None,
+            }
+            for entry in result["endpoints"]
+        ]
+        where = and_(
+            reconciliations.c.account == self.account,
+            reconciliations.c.period_start == start,
+            reconciliations.c.period_end == end,
+        )
+        with self.engine.begin() as connection:
+            connection.execute(reconciliations.delete().where(where))
+            if rows:
+                connection.execute(reconciliations.insert(), rows)
 
     def resolve_ambiguous(self, ids: Iterable[int], *, billed: bool) -> None:
         """Reconciliation settled these ambiguous units: they were billed (or not)."""

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_patsnap import validation
 from airflow_provider_patsnap.errors import PatsnapInputError
+from airflow_provider_patsnap.hooks._purchase import task_of
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.ledger.model import STATEMENT_LAG, STATEMENT_TIMEZONE
 from airflow_provider_patsnap.models import plain_json
@@ -81,6 +82,8 @@ class PatsnapUsageOperator(BaseOperator):
             ledger = self.hook.ledger if self.reconcile else None
             now = dt.datetime.now(dt.timezone.utc)
             result = reconcile(ledger, statement, start, end, now=now, zone=zone, lag=lag)
+            if ledger is not None:  # what the spend page shows as open differences
+                ledger.record_reconciliation(result, task_of(context))
             result["statement"] = statement
             self._log_endpoints(result, ledger is not None)
             if self.destination:

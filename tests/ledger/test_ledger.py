@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from airflow_provider_patsnap.ledger import Budget, BudgetExceeded, Purchase, Ta
 from airflow_provider_patsnap.ledger.engine import dispose_all
 from airflow_provider_patsnap.ledger.schema import SCHEMA_VERSION, SchemaError, ensure_schema, meta
 from airflow_provider_patsnap.ledger.store import PatsnapLedger
-from tests.ledger_support import PostgresCluster
 
 ACCOUNT = "https://connect.patsnap.com#0123456789abcdef"
 REPORT = Purchase("/innovation/company-report/task/create", "R001", "company_name=ACME", 1, "pdf/logo")
@@ -23,20 +21,6 @@ TASK = TaskRef("dag", "run-1", "report", -1, task_run=2, try_number=1)
 
 def batch(units: int) -> Purchase:
     return Purchase("/patent-valuation-data/legal_indicators", "P037", "batch:abc", units)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return cluster.fresh_database(f"ledger_{request.node.name.split('[')[0][-40:]}".lower())
-
-
-@pytest.fixture(autouse=True)
-def _engines() -> Any:
-    yield
-    dispose_all()
 
 
 def today(ledger: PatsnapLedger) -> tuple[str, str]:

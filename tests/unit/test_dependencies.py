@@ -17,8 +17,10 @@ PACKAGE = ROOT / "airflow_provider_patsnap"
 DISTRIBUTIONS = {"airflow": "apache-airflow"}
 #: Imported only inside functions that run where their distribution is present: the pre-3.2 connection
 #: form (Airflow's own UI stack), OpenLineage (the ``lineage`` extra, guarded by ImportError) and the
-#: shared rate limit (the ``redis`` extra, with an error naming it when absent).
+#: shared rate limit (the ``redis`` extra, with an error naming it when absent). FastAPI is Airflow 3's
+#: API server's own: the spend page imports it only when the API server serves the page.
 OPTIONAL = {
+    "fastapi": None,
     "flask_appbuilder": None,
     "flask_babel": None,
     "wtforms": None,

@@ -1,0 +1,1 @@
+"""Airflow plugins the provider registers (the spend page, Airflow 3)."""
