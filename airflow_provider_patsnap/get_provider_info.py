@@ -52,10 +52,6 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_patsnap.links.PatsnapApiDocsLink"],
-        # Airflow 3: the "PatSnap spend" page (Browse menu), mounted at /patsnap on the API server.
-        "plugins": [
-            {"name": "patsnap_spend", "plugin-class": "airflow_provider_patsnap.plugins.spend.PatsnapSpendPlugin"}
-        ],
         "connection-types": [
             {
                 "connection-type": "patsnap",

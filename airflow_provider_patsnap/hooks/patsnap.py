@@ -451,23 +451,48 @@ class PatsnapHook(BaseHook):
         config = self.config
         if not config.has_ledger:
             return None
-        from airflow_provider_patsnap.ledger.engine import safe_url, url_of_connection
+        from airflow_provider_patsnap.ledger.engine import safe_url
         from airflow_provider_patsnap.ledger.store import PatsnapLedger
 
-        url = config.ledger_url
-        if url is None:
-            url = url_of_connection(self.get_connection(str(config.ledger_conn_id)))
-            register_secret(url)
-            mask_secret(url)
-        budget = Budget(config.budget_daily_units, config.budget_monthly_units, config.budget_timezone)
+        url = self._ledger_url()
         try:
-            return PatsnapLedger(url, config.account, budget)
+            return PatsnapLedger(url, config.account, self._budget())
         except Exception as exc:
             raise PatsnapRetryableError(
                 f"the ledger at {safe_url(url)} cannot be opened ({type(exc).__name__}: {remote_text(str(exc), 200)}); "
                 "nothing was sent",
                 outcome=Outcome.NOT_SENT,
             ) from None
+
+    def ledger_reader(self) -> PatsnapLedger | None:
+        """This connection's ledger opened to read only (the spend page): nothing is created, migrated or
+        written, and no write lock is taken. A SQLite file missing here raises ``LedgerMissing``."""
+        config = self.config
+        if not config.has_ledger:
+            return None
+        from airflow_provider_patsnap.ledger.store import PatsnapLedger
+
+        return PatsnapLedger(self._ledger_url(), config.account, self._budget(), read_only=True)
+
+    def _ledger_url(self) -> str:
+        config = self.config
+        if config.ledger_url is not None:
+            return config.ledger_url
+        from sqlalchemy.engine import make_url
+
+        from airflow_provider_patsnap.ledger.engine import url_of_connection
+
+        url = url_of_connection(self.get_connection(str(config.ledger_conn_id)))
+        password = make_url(url).password
+        for secret in (url, str(password) if password else None):
+            register_secret(secret)
+            if secret:
+                mask_secret(secret)
+        return url
+
+    def _budget(self) -> Budget:
+        config = self.config
+        return Budget(config.budget_daily_units, config.budget_monthly_units, config.budget_timezone)
 
     def get_usage_statement(self, start: Any, end: Any) -> dict[str, Any]:
         """PatSnap's statement of account (``POST /open-user/statement/v2``) for ``start``..``end`` (dates or

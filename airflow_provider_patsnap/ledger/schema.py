@@ -144,6 +144,12 @@ def _stored_version(connection: Connection) -> int | None:
     return int(row[0]) if row else None
 
 
+def stored_version(engine: Engine) -> int | None:
+    """The version a database's ledger is at (None: no ledger there), read without changing anything."""
+    with engine.connect() as connection:
+        return _stored_version(connection)
+
+
 def ensure_schema(engine: Engine) -> int:
     """Create or migrate the ledger's tables; return the version. Safe when processes race to do it."""
     for _ in range(3):

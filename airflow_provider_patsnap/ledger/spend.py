@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, desc, func, or_, select
 
-from airflow_provider_patsnap.ledger.schema import reconciliations, units
+from airflow_provider_patsnap.ledger.schema import SCHEMA_VERSION, reconciliations, units
 from airflow_provider_patsnap.ledger.store import AMBIGUOUS, ANSWERED, REUSED, SENT, PatsnapLedger, _iso
 
 #: A unit still *sent* this long after it was sent has lost its answer (its process died): an open question.
@@ -32,7 +32,9 @@ def spend(
     """``{"timezone", "first_day", "last_day", "days", "budget", "top", "reused_units", "open"}`` for the
     ``days`` budget days ending today; ``visible`` says which DAGs the reader may see by name."""
     today, month = ledger.periods(now)
-    first_day = ledger.periods(now - dt.timedelta(days=days - 1))[0]
+    first_day = (dt.date.fromisoformat(today) - dt.timedelta(days=days - 1)).isoformat()
+    if getattr(ledger, "version", SCHEMA_VERSION) is None:  # a reader on a database no task has written yet
+        return _empty(ledger, first_day, today, month)
     window = and_(units.c.account == ledger.account, units.c.day >= first_day, units.c.day <= today)
     with ledger.engine.connect() as connection:
         per_day = connection.execute(
@@ -55,36 +57,17 @@ def spend(
             .where(window, units.c.state == ANSWERED, units.c.dag_id.is_not(None))
             .group_by(units.c.dag_id, units.c.task_id)
         ).all()
-        top = sorted((row for row in tasks if visible(row[0])), key=lambda row: (-int(row[2] or 0), row[0], row[1]))[
-            :TOP
-        ]
+        readable = [row for row in tasks if visible(row[0])]
+        top = sorted(readable, key=lambda row: (-int(row[2] or 0), row[0], row[1]))[:TOP]
         latest = _runs_of(connection, [row[4] for row in top])
         open_units = _open_units(connection, ledger.account, now)
-        differences = connection.execute(
-            select(reconciliations)
-            .where(
-                reconciliations.c.account == ledger.account,
-                reconciliations.c.difference.is_not(None),
-                reconciliations.c.difference != 0,
-            )
-            .order_by(desc(reconciliations.c.period_end), reconciliations.c.endpoint)
-            .limit(OPEN_LIMIT)
-        ).all()
-    budget = ledger.budget
+        differences = _differences(connection, ledger, first_day)
     return {
-        "timezone": budget.timezone,
+        "timezone": ledger.budget.timezone,
         "first_day": first_day,
         "last_day": today,
         "days": [{"day": day, "endpoint": serial, "units": int(total or 0)} for day, serial, total in per_day],
-        "budget": {
-            "timezone": budget.timezone,
-            "day": today,
-            "day_units": ledger.reserved(f"day:{today}"),
-            "daily_cap": budget.daily,
-            "month": month,
-            "month_units": ledger.reserved(f"month:{month}"),
-            "monthly_cap": budget.monthly,
-        },
+        "budget": _budget(ledger, today, month, counted=True),
         "top": [
             {
                 "dag_id": dag_id,
@@ -97,6 +80,52 @@ def spend(
         ],
         "reused_units": int(reused or 0),
         "open": [*(_hidden(item, visible) for item in open_units), *(_difference(row, visible) for row in differences)],
+    }
+
+
+def _differences(connection: Any, ledger: PatsnapLedger, first_day: str) -> list[Any]:
+    """The last reconciliations that found a difference, for periods ending in the window (none before
+    schema version 2, which added them)."""
+    if (getattr(ledger, "version", SCHEMA_VERSION) or 0) < 2:
+        return []
+    query = (
+        select(reconciliations)
+        .where(
+            reconciliations.c.account == ledger.account,
+            reconciliations.c.period_end >= first_day,
+            reconciliations.c.difference.is_not(None),
+            reconciliations.c.difference != 0,
+        )
+        .order_by(desc(reconciliations.c.period_end), reconciliations.c.endpoint)
+        .limit(OPEN_LIMIT)
+    )
+    return list(connection.execute(query).all())
+
+
+def _budget(ledger: PatsnapLedger, today: str, month: str, *, counted: bool) -> dict[str, Any]:
+    """Today's and this month's units (the caps' own counters) against the caps."""
+    budget = ledger.budget
+    return {
+        "timezone": budget.timezone,
+        "day": today,
+        "day_units": ledger.reserved(f"day:{today}") if counted else 0,
+        "daily_cap": budget.daily,
+        "month": month,
+        "month_units": ledger.reserved(f"month:{month}") if counted else 0,
+        "monthly_cap": budget.monthly,
+    }
+
+
+def _empty(ledger: PatsnapLedger, first_day: str, today: str, month: str) -> dict[str, Any]:
+    return {
+        "timezone": ledger.budget.timezone,
+        "first_day": first_day,
+        "last_day": today,
+        "days": [],
+        "budget": _budget(ledger, today, month, counted=False),
+        "top": [],
+        "reused_units": 0,
+        "open": [],
     }
 
 

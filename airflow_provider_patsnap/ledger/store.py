@@ -43,13 +43,15 @@ def _now() -> dt.datetime:
 class PatsnapLedger:
     """The ledger of one PatSnap account in one database (see the module docstring)."""
 
-    def __init__(self, url: str, account: str, budget: Budget | None = None) -> None:
+    def __init__(self, url: str, account: str, budget: Budget | None = None, *, read_only: bool = False) -> None:
+        """``read_only``: a reader (the spend page): nothing is created, migrated or written, no write lock
+        is taken, and ``version`` says what the database holds (None: no ledger yet)."""
         self.url = url
         self.account = account
         self.budget = budget or Budget()
         self.zone = ZoneInfo(self.budget.timezone)
-        self.engine: Engine = engine_for(url)
-        schema.ensure_schema(self.engine)
+        self.engine: Engine = engine_for(url, read_only=read_only)
+        self.version = schema.stored_version(self.engine) if read_only else schema.ensure_schema(self.engine)
 
     @classmethod
     def for_connection(cls, patsnap_conn_id: str = "patsnap_default") -> PatsnapLedger | None:
@@ -380,15 +382,18 @@ class PatsnapLedger:
         return int(value or 0)
 
     def record_reconciliation(self, result: dict[str, Any], task: TaskRef | None = None) -> None:
-        """Keep a reconciliation's outcome per endpoint (replacing the last one of the same period)."""
+        """Keep a reconciliation's outcome per endpoint, replacing the last one of the same period (an
+        upsert: two reconciliations of one period racing both succeed, the later one wins)."""
         start, end = result["period"]
         now = _now()
-        rows = [
-            {
+        rows: dict[str, dict[str, Any]] = {}
+        for entry in result["endpoints"]:
+            endpoint = str(entry["path"])[:255]
+            rows[endpoint] = {
                 "account": self.account,
                 "period_start": start,
                 "period_end": end,
-                "endpoint": str(entry["path"])[:255],
+                "endpoint": endpoint,
                 "serial": str(entry.get("serial") or "")[:255],
                 "fee_times": int(entry.get("fee_times") or 0),
                 "ledger_units": entry.get("ledger_units"),
@@ -401,17 +406,28 @@ class PatsnapLedger:
                 "task_id": task.task_id if task else None,
                 "map_index": task.map_index if task else None,
             }
-            for entry in result["endpoints"]
-        ]
-        where = and_(
+        period = and_(
             reconciliations.c.account == self.account,
             reconciliations.c.period_start == start,
             reconciliations.c.period_end == end,
         )
+        keys = ["account", "period_start", "period_end", "endpoint"]
         with self.engine.begin() as connection:
-            connection.execute(reconciliations.delete().where(where))
-            if rows:
-                connection.execute(reconciliations.insert(), rows)
+            gone = and_(period, reconciliations.c.endpoint.not_in(list(rows))) if rows else period
+            connection.execute(reconciliations.delete().where(gone))
+            if not rows:
+                return
+            ordered = [rows[endpoint] for endpoint in sorted(rows)]  # one lock order for every writer
+            insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(connection.dialect.name)
+            if insert is None:
+                connection.execute(
+                    reconciliations.delete().where(and_(period, reconciliations.c.endpoint.in_(list(rows))))
+                )
+                connection.execute(reconciliations.insert(), ordered)
+                return
+            statement: Any = insert(reconciliations)
+            changed = {name: statement.excluded[name] for name in ordered[0] if name not in keys}
+            connection.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), ordered)
 
     def resolve_ambiguous(self, ids: Iterable[int], *, billed: bool) -> None:
         """Reconciliation settled these ambiguous units: they were billed (or not)."""

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, inspect, update
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from airflow_provider_patsnap.ledger import Budget, Purchase, TaskRef
 from airflow_provider_patsnap.ledger.schema import (
@@ -146,3 +151,39 @@ def test_dags_the_reader_may_not_see_keep_their_units_not_their_names(url: str) 
     (question,) = summary["open"]
     assert question["units"] == 1 and question["dag_id"] is None and question["subject"] == "(hidden)"
     assert "secret_dag" not in repr(summary)
+
+
+def test_a_reader_never_creates_migrates_or_writes_a_ledger(url: str, tmp_path: Path) -> None:
+    from airflow_provider_patsnap.ledger.engine import LedgerMissing
+
+    missing = tmp_path / "elsewhere" / "ledger.db"
+    with pytest.raises(LedgerMissing):
+        PatsnapLedger(f"sqlite:///{missing}", ACCOUNT, read_only=True)
+    assert not missing.parent.exists()
+    if url.startswith("sqlite"):
+        Path(str(make_url(url).database)).touch()  # a database no task has written to yet
+    empty = PatsnapLedger(url, ACCOUNT, read_only=True)
+    assert empty.version is None and not inspect(empty.engine).has_table(units.name)
+    assert spend(empty, days=7, now=dt.datetime.now(dt.timezone.utc))["days"] == []
+    engine = create_engine(url)
+    with engine.begin() as connection:  # a version 1 ledger stays version 1 under a reader
+        meta.metadata.create_all(connection, tables=[meta, units, budgets, results])
+        connection.execute(meta.insert().values(key=VERSION_KEY, value="1"))
+    reader = PatsnapLedger(url, ACCOUNT, read_only=True)
+    assert reader.version == 1 and spend(reader, days=7, now=dt.datetime.now(dt.timezone.utc))["open"] == []
+    assert not inspect(engine).has_table(reconciliations.name)
+    with pytest.raises(DBAPIError):  # read only: SQLite query_only, PostgreSQL read-only sessions
+        reader.reserve(R001, task("d"))
+    engine.dispose()
+
+
+def test_a_reader_holds_no_lock_a_writer_waits_for(url: str) -> None:
+    writer = PatsnapLedger(url, ACCOUNT)
+    buy(writer, R001, task("d"), 1)
+    reader = PatsnapLedger(url, ACCOUNT, read_only=True)
+    with reader.engine.begin() as reading:  # the page's snapshot, open while a task buys
+        assert reading.execute(select(func.count()).select_from(units)).scalar() == 1
+        started = time.monotonic()
+        buy(writer, P037, task("d"), 100)
+        assert time.monotonic() - started < 5  # a write lock would hold it for the 30 s busy timeout
+    assert len(reader.rows()) == 2

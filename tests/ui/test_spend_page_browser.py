@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the spend page is an Airflow 3 UI plugin"),
 ]
 
-HOSTILE_DAG = '<img src=x onerror="alert(document.cookie)">'
+HOSTILE = '<img src=x onerror="alert(document.cookie)">'  # a task id an attacker wrote into a real DAG
 USERS = {"admin": "admin-pass-0", "viewer": "viewer-pass-0"}
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -96,12 +96,17 @@ def _fill_ledger(url: str, run_id: str) -> str:
         with ledger.engine.begin() as connection:  # bought that day: the row and the day's counter
             connection.execute(update(units).where(units.c.id == unit).values(day=day, month=month, created_at=when))
             connection.execute(
-                update(budgets).where(budgets.c.period == f"day:{today}").values(reserved=budgets.c.reserved - billed)
+                update(budgets)
+                .where(budgets.c.account == account, budgets.c.period == f"day:{today}")
+                .values(reserved=budgets.c.reserved - billed)
             )
     ledger.record_reuse(Purchase("/patent-valuation-data/legal_indicators", "P037", "cache:x", 120), {"id": 1}, lake)
-    hostile = ledger.reserve(Purchase("/x", "R001", "company_name=X", 1), TaskRef(HOSTILE_DAG, "r", "t", -1, 0, 1))
-    ledger.sent(hostile)
-    ledger.settle(hostile, 1)
+    hostile = TaskRef("patsnap_patent_value_report", "r", HOSTILE, -1, 0, 1)
+    retired = TaskRef("retired_dag", "r", "t", -1, 0, 1)  # no such DAG in Airflow: nobody may read it by name
+    for where in (hostile, retired):
+        unit = ledger.reserve(Purchase("/x", "R001", "company_name=X", 1), where)
+        ledger.sent(unit)
+        ledger.settle(unit, 1)
     job_id = "1579434053399035905"
     maybe = ledger.reserve(Purchase("/patent/value-report/task/create", "R002", "patent_number=CN1", 1), real)
     ledger.sent(maybe)
@@ -153,6 +158,7 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
         )
         logs = home / "components"
         run([*AIRFLOW, "db", "migrate"], env, 300, logs / "db-migrate.log", procs)
+        run([*AIRFLOW, "dags", "reserialize"], env, 300, logs / "dags-reserialize.log", procs)
         run([*AIRFLOW, "dags", "test", "patsnap_patent_value_report"], env, 300, logs / "dags-test.log", procs)
         ((run_id,),) = MetadataDB(home / "airflow.db").rows(
             "SELECT run_id FROM dag_run WHERE dag_id = 'patsnap_patent_value_report' AND state = 'success'"
@@ -179,6 +185,8 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
 
 
 def test_only_users_allowed_to_read_connections_get_the_page_or_its_data(airflow_ui: AirflowUI) -> None:
+    from tests.chaos._procs import MetadataDB
+
     for path in ("/patsnap/spend", "/patsnap/api/spend"):
         assert airflow_ui.get(path)[0] == 401  # no session, no token
         assert airflow_ui.get(path, "viewer")[0] == 403  # the simple auth manager's viewers may not read connections
@@ -190,18 +198,18 @@ def test_only_users_allowed_to_read_connections_get_the_page_or_its_data(airflow
     assert {day["endpoint"] for day in entry["days"]} == {"R001", "R002", "P037"}
     assert entry["top"][0]["dag_id"] == "patsnap_legal_indicators_to_lake" and entry["top"][0]["units"] == 480
     assert [item["kind"] for item in entry["open"]] == ["may have run", "statement differs"]
+    assert "retired_dag" not in {top["dag_id"] for top in entry["top"]}  # its units count, its name is not shown
+    assert sum(day["units"] for day in entry["days"]) == 1 + 1 + 1 + 300 + 180  # R002, R001 x2, P037 x2
     budget = entry["budget"]
-    assert (budget["day_units"], budget["daily_cap"], budget["month_units"], budget["monthly_cap"]) == (
-        3,
-        20,
-        483,
-        1000,
-    )
+    assert (budget["daily_cap"], budget["monthly_cap"]) == (20, 1000)
+    counters = dict(MetadataDB(airflow_ui.home / "ledger.db").rows("SELECT period, reserved FROM patsnap_budget"))
+    assert budget["day_units"] == counters[f"day:{budget['day']}"] > 0  # the caps' own counters
+    assert budget["month_units"] == counters[f"month:{budget['month']}"]
     assert entry["reused_units"] == 120
     for secret in (airflow_ui.secret, airflow_ui.ledger_url, str(airflow_ui.home), "access_token"):
         assert secret not in text
     _, page = airflow_ui.get("/patsnap/spend", "admin")
-    assert HOSTILE_DAG not in page and "&lt;img src=x onerror=" in page
+    assert HOSTILE not in page and "&lt;img src=x onerror=" in page and "retired_dag" not in page
     assert airflow_ui.secret not in page and airflow_ui.ledger_url not in page
 
 
@@ -240,7 +248,7 @@ def test_a_user_opens_the_page_from_the_menu_and_follows_a_link_to_the_task_inst
         assert len(bars) == 4  # R002 and R001 today, P037 three and five days ago
         assert bars[0].size["height"] > 0
         text = browser.find_element(By.TAG_NAME, "body").text
-        assert HOSTILE_DAG in text and "Saved by reuse" in text and airflow_ui.job_id in text
+        assert HOSTILE in text and "Saved by reuse" in text and airflow_ui.job_id in text
         assert not browser.find_elements(By.CSS_SELECTOR, "img")  # the hostile id stayed text
         browser.switch_to.default_content()
         with pytest.raises(NoAlertPresentException):

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 from html.parser import HTMLParser
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -113,8 +114,8 @@ def test_the_chart_stacks_each_day_by_endpoint_and_the_gauges_show_the_caps() ->
     assert {bar["fill"] for bar in bars} == {spend_html.colour(e) for e in ("P037", "R001", "R002")}
     heights = {bar["fill"]: float(bar["height"] or 0) for bar in bars}
     assert heights[spend_html.colour("P037")] == pytest.approx(198 * 300 / 500, abs=0.05)  # 300 on a 0-500 axis
-    (today,) = parsed.all("svg", **{"aria-label": "Today: 9 of 10"})  # 90 %: amber
-    assert today is not None and "#d97706" in spend_html.gauge("Today", "d", 9, 10)
+    assert len(parsed.all("svg", **{"aria-label": "Today: 9 of 10"})) == 1
+    assert "#d97706" in spend_html.gauge("Today", "d", 9, 10)  # 90 %: amber
     assert "#dc2626" in spend_html.gauge("Today", "d", 10, 10) and "#16a34a" in spend_html.gauge("T", "d", 1, 10)
     assert "no cap set" in "".join(parsed.text)  # the month has none
     assert "7" in [t.strip() for t in parsed.text]  # saved by reuse
@@ -136,13 +137,12 @@ def test_patsnap_connections_are_recognised_in_both_environment_forms() -> None:
     assert not _is_patsnap('{"conn_type": "http"}') and not _is_patsnap("postgresql://x") and not _is_patsnap("{")
 
 
-def test_the_provider_registers_the_plugin() -> None:
-    (plugin,) = get_provider_info()["plugins"]
-    assert plugin["plugin-class"] == f"{PatsnapSpendPlugin.__module__}.{PatsnapSpendPlugin.__name__}"
-    # Airflow loads providers' plugins from this entry point group (the provider-info list only when
-    # it discovers providers eagerly): installing the package is the whole set-up.
+def test_the_package_registers_the_plugin_once() -> None:
+    # Airflow loads this entry point group always (a provider-info "plugins" list only when it discovers
+    # providers eagerly, and both would register the plugin twice): installing is the whole set-up.
     (point,) = [p for p in entry_points(group="airflow.plugins") if p.name == "patsnap_spend"]
     assert point.load() is PatsnapSpendPlugin
+    assert "plugins" not in get_provider_info()
     if AIRFLOW_V_3_0_PLUS:
         (app,) = PatsnapSpendPlugin.fastapi_apps
         (view,) = PatsnapSpendPlugin.external_views
@@ -186,3 +186,52 @@ def test_each_connection_is_read_from_its_own_ledger_and_a_missing_sqlite_file_i
         assert not elsewhere.parent.exists()
     finally:
         dispose_all()
+
+
+class Manager:
+    """An auth manager that lets this user read some connections and DAGs (as a team or per-connection
+    rules would): the page may show only those."""
+
+    def __init__(self, connections: set[str], dags: set[str]) -> None:
+        self.connections, self.dags = connections, dags
+
+    def get_authorized_connections(self, *, user: Any, method: str) -> set[str]:
+        assert user == "alice" and method == "GET"
+        return {c for c in self.connections if not c.startswith("env_")}
+
+    def filter_authorized_connections(self, *, conn_ids: set[str], user: Any, method: str) -> set[str]:
+        assert user == "alice" and method == "GET"
+        return conn_ids & self.connections
+
+    def get_authorized_dag_ids(self, *, user: Any, method: str) -> set[str]:
+        assert user == "alice" and method == "GET"
+        return self.dags
+
+
+def test_only_connections_and_dags_the_auth_manager_allows_one_by_one_are_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_patsnap.plugins import spend
+
+    monkeypatch.setattr(spend, "patsnap_conn_ids", lambda: ({"team_a", "team_b"}, {"env_a", "env_b"}))
+    manager = Manager(connections={"team_a", "env_b", "other"}, dags={"refresh"})
+    assert spend.readable_conn_ids("alice", manager) == ["env_b", "team_a"]
+    visible = spend.dag_visibility("alice", manager)
+    assert visible("refresh") and not visible("payroll") and not visible(None)
+
+
+def test_an_unreadable_ledger_shows_its_error_type_and_logs_no_password(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_patsnap.plugins.spend import connection_spend
+
+    password = "Ledger-Passw0rd-42"
+    url = f"postgresql+psycopg2://patsnap:{password}@127.0.0.1:1/ledger"  # nothing listens there
+    conn = {"conn_type": "patsnap", "host": "https://connect.patsnap.com", "extra": {"api_key": "sk-0123456789"}}
+    monkeypatch.setenv("AIRFLOW_CONN_BROKEN", json.dumps({**conn, "extra": {**conn["extra"], "ledger_url": url}}))
+    with caplog.at_level("WARNING"):
+        found = connection_spend("broken", 30, NOW, lambda _dag_id: True)
+    # OperationalError (nothing listens), or the driver's absence where the postgres extra is not installed
+    shown = re.fullmatch(r"This connection's ledger cannot be read \((\w+)\)\.", found["error"])
+    assert shown is not None and shown.group(1) in caplog.text
+    assert password not in repr(found) and "127.0.0.1:1" not in repr(found) and password not in caplog.text
