@@ -51,7 +51,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_patsnap.triggers.report_job"],
             }
         ],
-        "extra-links": ["airflow_provider_patsnap.links.PatsnapApiDocsLink"],
+        "extra-links": [
+            "airflow_provider_patsnap.links.PatsnapApiDocsLink",
+            "airflow_provider_patsnap.links.PatsnapOutputLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "patsnap",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_patsnap.version_compat import BaseOperatorLink
 
@@ -31,3 +32,54 @@ class PatsnapApiDocsLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
         path = getattr(operator, "api_docs_path", "") or ""
         return f"{DEVPORTAL}{path}" if path else "https://open.patsnap.com/"
+
+
+#: Schemes an output link may carry: the storage the provider writes to. Anything else (``javascript:``,
+#: ``data:``) is not a link, whatever an XCom says.
+OUTPUT_SCHEMES = frozenset(
+    {
+        "file",
+        "s3",
+        "s3a",
+        "gs",
+        "gcs",
+        "abfs",
+        "abfss",
+        "az",
+        "adl",
+        "hdfs",
+        "webhdfs",
+        "sftp",
+        "ftp",
+        "smb",
+        "http",
+        "https",
+    }
+)
+
+
+def output_link(value: Any) -> str:
+    """The URI a task's result names as what it wrote (``{"uri": ...}``), or "" (a job id, records)."""
+    uri = value.get("uri") if isinstance(value, dict) else None
+    if not isinstance(uri, str) or any(ord(c) < 0x20 for c in uri):
+        return ""
+    return uri if urlsplit(uri).scheme.lower() in OUTPUT_SCHEMES else ""
+
+
+def _return_value(ti_key: Any) -> Any:
+    pull = getattr(ti_key, "xcom_pull", None)
+    if callable(pull):  # Airflow 3: the running task instance, when its try ends (the link is stored then)
+        return pull(task_ids=ti_key.task_id, map_indexes=ti_key.map_index, key="return_value")
+    from airflow.models.xcom import XCom  # Airflow 2: the webserver, with the task instance's key
+
+    return XCom.get_value(ti_key=ti_key, key="return_value")
+
+
+class PatsnapOutputLink(BaseOperatorLink):
+    """Links a PatSnap task instance to what it produced: the archived report, the lake file or the kept
+    statement (its XCom's ``uri``); empty when it wrote nothing (a create's job id, XCom records)."""
+
+    name = "PatSnap output"
+
+    def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
+        return output_link(_return_value(ti_key)) if ti_key is not None else ""

@@ -6,6 +6,8 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -63,15 +65,17 @@ def _fit_bytes(text: str, limit: int) -> str:
 
 
 def _disposition_filename(value: str | None) -> str | None:
+    """The file name a Content-Disposition value offers, parsed by the standard library (RFC 2231/5987
+    extended values, quoted ``;`` and escaped quotes); ``filename*`` wins over ``filename`` (RFC 6266)."""
     if not value:
         return None
-    star = re.search(r"filename\*\s*=\s*([^;]+)", value, re.IGNORECASE)
-    if star:
-        raw = star.group(1).strip().strip('"')
-        _, _, encoded = raw.partition("''") if "''" in raw else ("", "", raw)
-        return unquote(encoded, encoding="utf-8", errors="replace")
-    plain = re.search(r'filename\s*=\s*"?([^";]+)"?', value, re.IGNORECASE)
-    return plain.group(1).strip() if plain else None
+    header = Message()
+    header["Content-Disposition"] = value
+    params = header.get_params(header="content-disposition", failobj=[])
+    names = [found for key, found in params if key.lower() == "filename"]
+    extended = [name for name in names if isinstance(name, tuple)]
+    chosen = (extended or names)[:1]
+    return collapse_rfc2231_value(chosen[0], errors="replace") or None if chosen else None
 
 
 def filename_from_link(url: str, content_disposition: str | None = None) -> str | None:

@@ -33,7 +33,13 @@ LAKE_CONN_ID = os.environ.get("PATSNAP_LAKE_CONN_ID") or None
 PORTFOLIO_FILE = os.environ.get("PATSNAP_PORTFOLIO_FILE", str(Path(__file__).with_name("sample_portfolio.txt")))
 LEGAL_INDICATORS = Asset(f"{LAKE_URI}/patsnap/legal_indicators")
 
-default_args = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=5)}
+default_args = {
+    "owner": "data-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    # The pool that caps concurrent PatSnap tasks (README, "Running at scale").
+    "pool": os.environ.get("PATSNAP_POOL", "default_pool"),
+}
 
 
 def run_date(dag_run: Any) -> str:

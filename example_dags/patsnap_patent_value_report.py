@@ -47,7 +47,13 @@ with DAG(
         "patent_number": Param("CN108977442B", type="string", minLength=3, description="Publication number"),
         "report_type": Param("pdf", enum=["pdf", "word"], description="pdf or word (docx)"),
     },
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        # The pool that caps concurrent PatSnap tasks (README, "Running at scale").
+        "pool": os.environ.get("PATSNAP_POOL", "default_pool"),
+    },
 ) as dag:
     create = PatsnapCreatePatentValueReportOperator(
         task_id="create",

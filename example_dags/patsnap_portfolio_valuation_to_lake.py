@@ -47,7 +47,13 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["patsnap", "indicators", "lake"],
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        # The pool that caps concurrent PatSnap tasks (README, "Running at scale").
+        "pool": os.environ.get("PATSNAP_POOL", "default_pool"),
+    },
     user_defined_macros={"run_date": run_date},
 ) as dag:
 

@@ -41,7 +41,13 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["patsnap", "cost"],
-    default_args={"owner": "finops", "retries": 2, "retry_delay": timedelta(minutes=10)},
+    default_args={
+        "owner": "finops",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=10),
+        # The pool that caps concurrent PatSnap tasks (README, "Running at scale").
+        "pool": os.environ.get("PATSNAP_POOL", "default_pool"),
+    },
     user_defined_macros={"closed_day_in_china": closed_day_in_china},
 ) as dag:
     PatsnapUsageOperator(

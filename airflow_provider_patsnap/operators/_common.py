@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,9 +145,13 @@ def spent(result: dict[str, Any], where: Scope) -> dict[str, Any]:
     return {**result, "billed_units": where.billed, "reused_units": where.reused}
 
 
-def lineage_of(hook: PatsnapHook, api_path: str, asked: dict[str, Any], written: str | None) -> Any:
-    """OpenLineage facets of a PatSnap task: the endpoint it read (with what it asked for) and the
-    file it wrote, if any."""
+def lineage_of(hook: PatsnapHook, api_paths: Sequence[str], written: str | None, job_id: str | None = None) -> Any:
+    """OpenLineage facets of a PatSnap task: the endpoints it read (stable names: host and path), the
+    file it wrote, if any, and its PatSnap job as the run's external query."""
+    base_url = hook.config.base_url
     return operator_lineage(
-        [patsnap_input(hook.config.base_url, api_path, asked)], [storage_output(written)] if written else []
+        [patsnap_input(base_url, path) for path in dict.fromkeys(api_paths) if path],
+        [storage_output(written)] if written else [],
+        job_id=job_id,
+        source=base_url,
     )

@@ -70,6 +70,7 @@ class ReportPipelineMixin:
     buy: Any  # the create operator's buy(run) -> job id
     reusable: Any  # the create operator's reusable() -> the ledger's reusable report, or None
     record_reused: Any  # the create operator's record_reused(found, result): the ledger and the scope
+    _job_id: str | None  # the job archived (OpenLineage's external query)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -167,7 +168,7 @@ class ReportPipelineMixin:
     def _reused(self, context: Any, found: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         self.record_reused(found, result)
         annotate_outlet_events(self.outlets, context, result)
-        self._written_uri = result["uri"]
+        self._written_uri, self._job_id = result["uri"], result.get("job_id")
         return result
 
     def _wait_and_archive(
@@ -229,7 +230,7 @@ class ReportPipelineMixin:
             if reuse is not None:
                 return self._reused(context, reuse, result)
             annotate_outlet_events(self.outlets, context, result)
-            self._written_uri = result["uri"]
+            self._written_uri, self._job_id = result["uri"], result.get("job_id")
             return result
         if verdict.event is WaitEvent.TIMEOUT:
             # The window is anchored to the first attempt, so a retry could not wait any longer.

@@ -98,4 +98,4 @@ class PatsnapApiOperator(BaseOperator):
             return TaskRun(context, self.log).buy_once(API_KEY, f"{self.method} {self.endpoint}", call)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self.hook, self.api_docs_path, dict(self.query or {}), None)
+        return lineage_of(self.hook, [self.api_docs_path], None)

@@ -13,7 +13,7 @@ from airflow_provider_patsnap.billing import TaskRun, open_book, request_digest
 from airflow_provider_patsnap.hooks._purchase import Scope, quietly
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.ledger.model import Purchase
-from airflow_provider_patsnap.links import PatsnapApiDocsLink
+from airflow_provider_patsnap.links import PatsnapApiDocsLink, PatsnapOutputLink
 from airflow_provider_patsnap.operators._common import (
     airflow_failure_semantics,
     annotate_outlet_events,
@@ -58,7 +58,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         "destination",
         "destination_conn_id",
     )
-    operator_extra_links = (PatsnapApiDocsLink(),)
+    operator_extra_links = (PatsnapApiDocsLink(), PatsnapOutputLink())
     ui_color = "#f3e8d0"
     default_filename = "patent_indicators.jsonl"
 
@@ -240,12 +240,11 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         return PatsnapHook(self.patsnap_conn_id)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(
-            self.hook,
-            self.api_docs_path,
-            {"patents": getattr(self, "_requested", None)},
-            getattr(self, "_written_uri", None),
-        )
+        try:
+            paths = [spec.path for spec in valuation.indicators(self.indicators)]
+        except (ValueError, TypeError):
+            paths = []
+        return lineage_of(self.hook, paths, getattr(self, "_written_uri", None))
 
 
 class PatsnapLegalIndicatorsOperator(PatsnapPatentIndicatorsOperator):

@@ -11,7 +11,7 @@ from airflow_provider_patsnap import metrics, validation
 from airflow_provider_patsnap.billing import TaskRun
 from airflow_provider_patsnap.hooks._purchase import current_scope, report_purchase
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
-from airflow_provider_patsnap.links import PatsnapApiDocsLink, status_docs_path
+from airflow_provider_patsnap.links import PatsnapApiDocsLink, PatsnapOutputLink, status_docs_path
 from airflow_provider_patsnap.models import ReportKind
 from airflow_provider_patsnap.operators._common import (
     ArchiveTarget,
@@ -42,8 +42,9 @@ class _CreateReportOperator(BaseOperator):
 
     report_kind: ClassVar[ReportKind]
     identifier_fields: ClassVar[tuple[str, ...]]
-    operator_extra_links = (PatsnapApiDocsLink(),)
+    operator_extra_links = (PatsnapApiDocsLink(), PatsnapOutputLink())
     ui_color = "#cfe3f7"
+    _job_id: str | None = None  # the job this task made or archived (OpenLineage's external query)
 
     def __init__(
         self,
@@ -145,10 +146,12 @@ class _CreateReportOperator(BaseOperator):
         self.log.info(
             "%s job %s: %s unit(s) bought by this task.", ReportKind.parse(self.report_kind).code, job_id, where.billed
         )
+        self._job_id = job_id
         return job_id
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self.hook, self.api_docs_path, self.identifiers, getattr(self, "_written_uri", None))
+        job_id = getattr(self, "_job_id", None)
+        return lineage_of(self.hook, [self.api_docs_path], getattr(self, "_written_uri", None), job_id)
 
 
 class PatsnapCreateEnterpriseReportOperator(_CreateReportOperator):
@@ -237,7 +240,7 @@ class PatsnapDownloadReportOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("job_id", "report_kind", "destination", "destination_conn_id")
-    operator_extra_links = (PatsnapApiDocsLink(),)
+    operator_extra_links = (PatsnapApiDocsLink(), PatsnapOutputLink())
     ui_color = "#d8efe0"
 
     def __init__(
@@ -278,7 +281,7 @@ class PatsnapDownloadReportOperator(BaseOperator):
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self.hook, self.api_docs_path, {"job_id": self.job_id}, getattr(self, "_written_uri", None))
+        return lineage_of(self.hook, [self.api_docs_path], getattr(self, "_written_uri", None), str(self.job_id))
 
 
 class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpriseReportOperator):

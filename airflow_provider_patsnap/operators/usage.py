@@ -14,6 +14,7 @@ from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks._purchase import task_of
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.ledger.model import STATEMENT_LAG, STATEMENT_TIMEZONE
+from airflow_provider_patsnap.links import PatsnapOutputLink
 from airflow_provider_patsnap.models import plain_json
 from airflow_provider_patsnap.operators._common import airflow_failure_semantics, annotate_outlet_events
 from airflow_provider_patsnap.staging import write_lines_atomically
@@ -37,6 +38,7 @@ class PatsnapUsageOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("start", "end", "destination", "destination_conn_id")
+    operator_extra_links = (PatsnapOutputLink(),)
     ui_color = "#fdf3d8"
 
     def __init__(

@@ -67,6 +67,21 @@ def test_example_dags_import_cleanly_and_are_configured_sensibly(dagbag: Any) ->
                 assert task.deferrable or task.mode == "reschedule", (dag_id, task.task_id)
 
 
+def test_every_patsnap_task_of_the_examples_runs_in_the_pool_patsnap_pool_names(
+    airflow_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        from airflow.dag_processing.dagbag import DagBag  # Airflow 3
+    except ImportError:  # Airflow 2.11
+        from airflow.models.dagbag import DagBag
+
+    monkeypatch.setenv("PATSNAP_POOL", "patsnap_account")
+    bag = DagBag(str(Path(__file__).resolve().parents[2] / "example_dags"))
+    calls = [(d.dag_id, t.task_id, t.pool) for d in bag.dags.values() for t in d.tasks if "Patsnap" in t.task_type]
+    assert {dag_id for dag_id, _, _ in calls} == EXPECTED_DAGS - {"patsnap_legal_indicators_consumer"}
+    assert all(pool == "patsnap_account" for _, _, pool in calls), calls
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -212,6 +227,18 @@ def test_patent_value_report_on_demand_with_params(
     (docx,) = files_under(archive_root / "patent_value")
     assert docx.suffix == ".docx" and docx.read_bytes() == emulator.report_bytes(job_id)
     assert docx.parent.parent.name == run_date(run)
+    # The task instance's "PatSnap output" link is the file it archived (none for the create's job id).
+    from airflow_provider_patsnap.links import PatsnapOutputLink
+
+    texts = xcom_texts(run.dag_id, run.run_id)
+    archived = json.loads(texts[("download", -1, "return_value")])["uri"]
+    assert archived == f"file://{docx}"
+    if AIRFLOW_V_3_0_PLUS:  # stored by the worker when the try ends
+        assert texts[("download", -1, "_link_PatsnapOutputLink")] == archived
+        assert texts[("create", -1, "_link_PatsnapOutputLink")] == ""
+    else:  # computed by the webserver from the task instance's XCom
+        ti = run.get_task_instance("download")
+        assert PatsnapOutputLink().get_link(dag.get_task("download"), ti_key=ti.key) == archived
 
 
 def test_legal_indicators_land_in_the_lake_and_feed_the_consumer(

@@ -38,11 +38,14 @@ def test_report_pipeline_lineage(emulator: object, emu_conn: str, tmp_path: Path
     created = create.get_openlineage_facets_on_complete(None)
     (source,) = created.inputs
     assert source.namespace == emulator.url  # type: ignore[attr-defined]
-    assert source.name == "/innovation/company-report/task/create-no-logo?company_name=Lineage Co"
-    assert created.outputs == []
+    # The dataset is the endpoint, the same every run; the company and the job are run details.
+    assert source.name == "/innovation/company-report/task/create-no-logo" and created.outputs == []
+    assert created.run_facets["externalQuery"].externalQueryId == job_id
 
     downloaded = download.get_openlineage_facets_on_complete(None)
-    assert downloaded.inputs[0].name == f"/innovation/company-report/job_id/status?job_id={job_id}"
+    assert downloaded.inputs[0].name == "/innovation/company-report/job_id/status"
+    assert downloaded.run_facets["externalQuery"].externalQueryId == job_id
+    assert downloaded.run_facets["externalQuery"].source == emulator.url  # type: ignore[attr-defined]
     (written,) = downloaded.outputs
     assert (written.namespace, written.name) == ("file", result["uri"].removeprefix("file://"))
 
@@ -51,8 +54,22 @@ def test_legal_indicators_lineage_names_the_jsonl(emulator: object, emu_conn: st
     op = PatsnapLegalIndicatorsOperator(task_id="p037", patent_numbers=["CN108977442B"], destination=f"{tmp_path}/")
     op.execute({})
     facets = op.get_openlineage_facets_on_complete(None)
-    assert facets.inputs[0].name == "/patent-valuation-data/legal_indicators?patents=1"
+    assert [i.name for i in facets.inputs] == ["/patent-valuation-data/legal_indicators"]  # not "?patents=1"
     assert facets.outputs[0].name == str(tmp_path / "legal_indicators.jsonl")
+
+
+def test_every_indicator_requested_is_an_input(emulator: object, emu_conn: str, tmp_path: Path) -> None:
+    from airflow_provider_patsnap import valuation
+    from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
+
+    names = ["legal", "market", "technology"]
+    op = PatsnapPatentIndicatorsOperator(
+        task_id="six", indicators=names, patent_numbers=["CN108977442B"], destination=f"{tmp_path}/"
+    )
+    op.execute({})
+    facets = op.get_openlineage_facets_on_complete(None)
+    assert [i.name for i in facets.inputs] == [spec.path for spec in valuation.indicators(names)]
+    assert len(facets.inputs) == 3 and "externalQuery" not in facets.run_facets
 
 
 def test_s3_output_follows_openlineage_naming() -> None:

@@ -37,7 +37,7 @@ if os.environ.get("PATSNAP_REQUIRE_EXTRAS"):
     import moto.server  # noqa: F401
     import s3fs  # noqa: F401
 else:
-    pytest.importorskip("moto", reason="needs the s3 extra (moto[server])")
+    pytest.importorskip("moto", reason="needs the test extra (moto[server]) and the s3 extra")
     pytest.importorskip("moto.server", reason="needs moto's server (moto[server])")
     pytest.importorskip("s3fs", reason="needs the s3 extra (apache-airflow-providers-amazon[s3fs])")
     pytest.importorskip("airflow.providers.amazon", reason="needs apache-airflow-providers-amazon")

@@ -6,7 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_patsnap.links import DEVPORTAL, PatsnapApiDocsLink, status_docs_path
+from airflow_provider_patsnap.links import (
+    DEVPORTAL,
+    PatsnapApiDocsLink,
+    PatsnapOutputLink,
+    output_link,
+    status_docs_path,
+)
 from airflow_provider_patsnap.models import ReportKind
 
 
@@ -51,3 +57,40 @@ def test_the_real_operators_link_to_their_endpoints() -> None:
     link = PatsnapApiDocsLink()
     assert link.get_link(create, ti_key=None) == f"{DEVPORTAL}/innovation/company-report/task/create-no-logo"
     assert link.get_link(download, ti_key=None) == f"{DEVPORTAL}/patent-valuation-data/patent-report/job_id/status"
+
+
+@pytest.mark.parametrize(
+    ("value", "link"),
+    [
+        (
+            {"uri": "file:///archive/enterprise/2026-12-07/0/report.pdf"},
+            "file:///archive/enterprise/2026-12-07/0/report.pdf",
+        ),
+        (
+            {"uri": "s3://archive/patsnap/report.pdf", "job_id": "1579434053399035905"},
+            "s3://archive/patsnap/report.pdf",
+        ),
+        ({"uri": "javascript:alert(document.cookie)"}, ""),  # not a place anything was written
+        ({"uri": "file:///a\nb.pdf"}, ""),
+        ({"uri": 7}, ""),
+        ("1579434053399035905", ""),  # a create's job id: nothing written yet
+        ([{"patent_number": "CN1"}], ""),  # indicator records in XCom
+        (None, ""),
+    ],
+)
+def test_the_output_link_is_the_uri_the_task_wrote(value: object, link: str) -> None:
+    assert output_link(value) == link
+
+
+def test_the_output_link_reads_the_task_instance_s_own_result() -> None:
+    pulled: list[dict[str, object]] = []
+
+    def xcom_pull(**kwargs: object) -> object:
+        pulled.append(kwargs)
+        return {"uri": "gs://lake/patsnap/patent_indicators.jsonl", "records": 3}
+
+    ti = SimpleNamespace(task_id="legal", map_index=4, xcom_pull=xcom_pull)
+    link = PatsnapOutputLink()
+    assert link.name == "PatSnap output"
+    assert link.get_link(object(), ti_key=ti) == "gs://lake/patsnap/patent_indicators.jsonl"
+    assert pulled == [{"task_ids": "legal", "map_indexes": 4, "key": "return_value"}]

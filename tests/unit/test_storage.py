@@ -81,6 +81,11 @@ def test_long_names_fit_in_255_bytes_and_keep_their_extension(name: str, expecte
         ("https://cdn/r/x.pdf", "attachment; filename=Plain.pdf", "Plain.pdf"),
         ("https://cdn/r/x.pdf", "attachment; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf", "报告.pdf"),
         ("https://cdn/r/x.pdf", "attachment; filename=\"a.pdf\"; filename*=UTF-8''b%20c.pdf", "b c.pdf"),
+        ("https://cdn/r/x.pdf", "attachment; filename*=UTF-8'zh'%E6%8A%A5%E5%91%8A.pdf", "报告.pdf"),  # a language
+        ("https://cdn/r/x.pdf", 'attachment; filename="a;b.pdf"', "a;b.pdf"),  # a quoted ";"
+        ("https://cdn/r/x.pdf", 'attachment; filename="say \\"hi\\".pdf"', 'say "hi".pdf'),  # escaped quotes
+        ("https://cdn/r/x.pdf", "attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf; filename=ascii.pdf", "résumé.pdf"),
+        ("https://cdn/r/x.pdf", "attachment; filename=", "x.pdf"),  # an empty name: the path's
         ("https://cdn/r/x.pdf", "inline", "x.pdf"),  # no name in the header: the path's
         (
             "https://cdn/r/x.pdf?response-content-disposition=attachment%3B%20filename%3D%22Signed.pdf%22&sign=s",
