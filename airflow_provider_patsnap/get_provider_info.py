@@ -61,10 +61,18 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_patsnap.hooks.patsnap.PatsnapHook",
                 "hook-name": "PatSnap",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port"],
-                    "relabeling": {"login": "Client ID", "password": "Client secret", "host": "Base URL"},
+                    # Port stays visible: Airflow 3.3.2's Test button sends port 0 for an empty one and the
+                    # server refuses it as "differs from the stored connection"; a stored port passes.
+                    "hidden-fields": ["schema"],
+                    "relabeling": {
+                        "login": "Client ID",
+                        "password": "Client secret",
+                        "host": "Base URL",
+                        "port": "Port (443 for https; the Test button needs it)",
+                    },
                     "placeholders": {
                         "host": "https://connect.patsnap.com",
+                        "port": "443",
                         "login": "OAuth client id (leave empty with an API key)",
                         "password": "OAuth client secret, or an sk-... API key (Client ID empty)",
                     },

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -149,6 +150,7 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
             AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,viewer:viewer",
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+            AIRFLOW__CORE__TEST_CONNECTION="Enabled",
             AIRFLOW_CONN_PATSNAP_DEFAULT=emu.connection_json(
                 qps=0, ledger_url=ledger_url, budget_daily_units=20, budget_monthly_units=1000
             ),
@@ -164,6 +166,14 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
             "SELECT run_id FROM dag_run WHERE dag_id = 'patsnap_patent_value_report' AND state = 'success'"
         )
         job_id = _fill_ledger(ledger_url, run_id)
+        # A connection saved in the metadata database the way the form saves it, Port filled in.
+        stored = {**json.loads(emu.connection_json(qps=0)), "port": urlsplit(emu.url).port}
+        run(
+            [*AIRFLOW, "connections", "add", "patsnap_console", "--conn-json", json.dumps(stored)],
+            env,
+            120,
+            logs / "cli.log",
+        )
         server = procs.start(
             "api-server",
             [*AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -213,11 +223,10 @@ def test_only_users_allowed_to_read_connections_get_the_page_or_its_data(airflow
     assert airflow_ui.secret not in page and airflow_ui.ledger_url not in page
 
 
-def test_a_user_opens_the_page_from_the_menu_and_follows_a_link_to_the_task_instance(
-    airflow_ui: AirflowUI, tmp_path: Path
-) -> None:
+@pytest.fixture
+def browser(airflow_ui: AirflowUI) -> Iterator[Any]:
+    """Headless Chromium, logged in to the Airflow UI as the admin (its network log kept)."""
     webdriver = _browser_or_skip()
-    from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
@@ -228,41 +237,85 @@ def test_a_user_opens_the_page_from_the_menu_and_follows_a_link_to_the_task_inst
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument("--window-size=1400,1000")
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    wait = WebDriverWait(browser, 60)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        browser.get(airflow_ui.base + "/")
-        wait.until(until.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
-        browser.find_element(By.NAME, "password").send_keys(USERS["admin"])
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(until.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label=Browse]"))).click()
-        wait.until(
-            until.element_to_be_clickable((By.XPATH, "//a[@role='menuitem'][normalize-space()='PatSnap spend']"))
-        )
-        browser.find_element(By.XPATH, "//a[@role='menuitem'][normalize-space()='PatSnap spend']").click()
-        wait.until(lambda b: "/plugin/patsnap-spend" in b.current_url)
-        frame = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "iframe[src='/patsnap/spend']")))
-        browser.switch_to.frame(frame)
-        wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "svg.chart rect.bar")))
-        bars = browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
-        assert len(bars) == 4  # R002 and R001 today, P037 three and five days ago
-        assert bars[0].size["height"] > 0
-        text = browser.find_element(By.TAG_NAME, "body").text
-        assert HOSTILE in text and "Saved by reuse" in text and airflow_ui.job_id in text
-        assert not browser.find_elements(By.CSS_SELECTOR, "img")  # the hostile id stayed text
-        browser.switch_to.default_content()
-        with pytest.raises(NoAlertPresentException):
-            browser.switch_to.alert.text  # noqa: B018 (reading it is the check)
-        shot = tmp_path / "spend-page.png"
-        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-        if os.environ.get("PATSNAP_SPEND_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["PATSNAP_SPEND_SCREENSHOT"])
-        browser.switch_to.frame(frame)
-        # The open question's link: the task instance that may have bought a report.
-        browser.find_element(By.CSS_SELECTOR, "table.open a[href*='/runs/']").click()
-        browser.switch_to.default_content()
-        wait.until(lambda b: "/dags/patsnap_patent_value_report/runs/" in b.current_url)
-        assert browser.current_url.endswith("/tasks/create")
-        wait.until(lambda b: "PatsnapCreatePatentValueReportOperator" in b.find_element(By.TAG_NAME, "body").text)
+        driver.get(airflow_ui.base + "/")
+        WebDriverWait(driver, 60).until(until.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
+        driver.find_element(By.NAME, "password").send_keys(USERS["admin"])
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(driver, 60).until(lambda b: "/auth/login" not in b.current_url)
+        yield driver
     finally:
-        browser.quit()
+        driver.quit()
+
+
+def test_a_user_opens_the_page_from_the_menu_and_follows_a_link_to_the_task_instance(
+    airflow_ui: AirflowUI, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as until
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    wait.until(until.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label=Browse]"))).click()
+    wait.until(until.element_to_be_clickable((By.XPATH, "//a[@role='menuitem'][normalize-space()='PatSnap spend']")))
+    browser.find_element(By.XPATH, "//a[@role='menuitem'][normalize-space()='PatSnap spend']").click()
+    wait.until(lambda b: "/plugin/patsnap-spend" in b.current_url)
+    frame = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "iframe[src='/patsnap/spend']")))
+    browser.switch_to.frame(frame)
+    wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "svg.chart rect.bar")))
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
+    assert len(bars) == 4  # R002 and R001 today, P037 three and five days ago
+    assert bars[0].size["height"] > 0
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert HOSTILE in text and "Saved by reuse" in text and airflow_ui.job_id in text
+    assert not browser.find_elements(By.CSS_SELECTOR, "img")  # the hostile id stayed text
+    browser.switch_to.default_content()
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 (reading it is the check)
+    shot = tmp_path / "spend-page.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("PATSNAP_SPEND_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["PATSNAP_SPEND_SCREENSHOT"])
+    browser.switch_to.frame(frame)
+    # The open question's link: the task instance that may have bought a report.
+    browser.find_element(By.CSS_SELECTOR, "table.open a[href*='/runs/']").click()
+    browser.switch_to.default_content()
+    wait.until(lambda b: "/dags/patsnap_patent_value_report/runs/" in b.current_url)
+    assert browser.current_url.endswith("/tasks/create")
+    wait.until(lambda b: "PatsnapCreatePatentValueReportOperator" in b.find_element(By.TAG_NAME, "body").text)
+
+
+def test_the_connection_list_s_test_button_passes_for_a_patsnap_connection_with_its_port(
+    airflow_ui: AirflowUI, browser: Any
+) -> None:
+    """Airflow 3.3.2's Test button sends port 0 for an empty port, which the server refuses; the form
+    shows Port (the provider does not hide it), and with it filled the button works: token fetched."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as until
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(airflow_ui.base + "/connections")
+    test = "//tr[.//*[normalize-space()='patsnap_console']]//button[@aria-label='Test Connection']"
+    WebDriverWait(browser, 60).until(until.element_to_be_clickable((By.XPATH, test))).click()
+
+    seen: dict[str, int] = {}  # request id -> HTTP status (the log is read once per call)
+
+    def answer() -> dict[str, Any] | None:
+        for entry in browser.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            response = message["params"].get("response", {}) if message["method"] == "Network.responseReceived" else {}
+            if response.get("url", "").endswith("/api/v2/connections/test"):
+                seen[message["params"]["requestId"]] = response["status"]
+        for request_id, status in seen.items():
+            try:
+                body = browser.execute_cdp_cmd("Network.getResponseBody", {"requestId": request_id})
+            except Exception:  # not loaded yet
+                return None
+            return {"http": status, **json.loads(body["body"])}
+        return None
+
+    found = WebDriverWait(browser, 60).until(lambda _: answer())
+    assert found["http"] == 200 and found["status"] is True, found

@@ -61,6 +61,8 @@ def test_hook_still_offers_the_pre_3_2_form_api(attribute: str) -> None:
     if attribute == "get_ui_field_behaviour":
         behaviour = PatsnapHook.get_ui_field_behaviour()
         assert behaviour["relabeling"]["login"] == "Client ID"
+        # Port stays on the form: the 3.3.2 Test button needs a stored port (tests/ui checks it in a browser).
+        assert "port" not in behaviour["hidden_fields"] and behaviour["placeholders"]["port"] == "443"
 
 
 def test_provider_info_validates_against_airflows_own_schema() -> None:
