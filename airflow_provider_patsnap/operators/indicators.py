@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow_provider_patsnap import metrics, validation, valuation
 from airflow_provider_patsnap.billing import TaskRun, open_book, request_digest
+from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks._purchase import Scope, quietly
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.ledger.model import Purchase
@@ -28,6 +30,11 @@ from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.storage import Destination, user_uri
 from airflow_provider_patsnap.version_compat import BaseOperator
 
+#: output_format -> what it adds to the default file name.
+FORMATS = {"jsonl": "", "jsonl.gz": ".gz"}
+#: The most records XCom mode returns (XCom lives in Airflow's metadata database): beyond, a destination.
+DEFAULT_MAX_XCOM_RECORDS = 10_000
+
 
 class PatsnapPatentIndicatorsOperator(BaseOperator):
     """Fetches any of PatSnap's batch patent indicators for any number of patents.
@@ -38,8 +45,10 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
     patent found, with every requested indicator's fields at top level (named as PatSnap names
     them; a name two indicators share is prefixed with the indicator, e.g. ``market_cites_no``).
 
-    Without ``destination`` the records are the XCom. With it (a file path or URI; a value ending
-    in ``/`` is a folder) they are written there as JSON Lines, atomically, and the XCom is
+    Without ``destination`` the records are the XCom (at most ``max_xcom_records``, default 10,000:
+    more patents than that fail before any call, pointing at ``destination``). With it (a file path or
+    URI; a value ending in ``/`` is a folder) they are written there as JSON Lines (``output_format``
+    ``"jsonl"``, or ``"jsonl.gz"`` streamed through gzip), atomically, and the XCom is
     ``{"uri", "records", "requested", "missing"}`` with ``missing`` per indicator. As for reports, an
     existing file is kept unless ``overwrite=True`` (the same bytes again, a retry, is success).
 
@@ -74,11 +83,15 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         patsnap_conn_id: str = PatsnapHook.default_conn_name,
         max_billable_units: int | None = None,
         reuse_within: dt.timedelta | int | None = None,
+        output_format: str = "jsonl",
+        max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         units_cap(max_billable_units)
         reuse_window(reuse_within)
+        self.output_format = _output_format(output_format)
+        self.max_xcom_records = _record_cap(max_xcom_records)
         self.overwrite = overwrite
         self.max_billable_units = max_billable_units
         self.reuse_within = reuse_within
@@ -106,8 +119,15 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         specs = valuation.indicators(self.indicators)
         numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
-        final = target.resolve(self.default_filename) if target else None
+        final = target.resolve(self.default_filename + FORMATS[self.output_format]) if target else None
         self._requested = len(numbers) + len(ids)
+        if final is None and self._requested > self.max_xcom_records:
+            raise PatsnapInputError(
+                "max_xcom_records",
+                f"{self._requested} patents could return {self._requested} records, more than the "
+                f"{self.max_xcom_records} XCom may carry (it lives in Airflow's metadata database): give "
+                "destination= to write them to storage, or raise max_xcom_records",
+            )
         run = TaskRun(context, self.log)
         book = open_book(run, final, self._requested, self.hook.config.max_ambiguous_replays)
         digest = request_digest([spec.code for spec in specs], numbers, ids)
@@ -147,7 +167,9 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             book.finish(digest, None)
             self.log.info("%d record(s): %d unit(s) bought, %d reused.", len(records), where.billed, where.reused)
             return records  # XCom mode: the records themselves (what they cost is in the log line above)
-        size = write_lines_atomically(final, _json_lines(records), key="indicators", overwrite=self.overwrite)
+        lines = _json_lines(records)
+        chunks = _gzipped(lines) if self.output_format == "jsonl.gz" else lines
+        size = write_lines_atomically(final, chunks, key="indicators", overwrite=self.overwrite)
         result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
         result["missing"] = self.missing_value(missing)
         result["ambiguous_replays"] = book.total
@@ -361,6 +383,29 @@ def _still_needed(
 
 def _empty(kind: str) -> Any:
     return [] if kind == valuation.TEXTS else None
+
+
+def _output_format(value: Any) -> str:
+    if value not in FORMATS:
+        raise PatsnapInputError("output_format", f"one of {', '.join(map(repr, FORMATS))}, not {value!r}")
+    return str(value)
+
+
+def _record_cap(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PatsnapInputError("max_xcom_records", f"a whole number of records, 0 or more, not {value!r}")
+    return value
+
+
+def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks`` as one gzip member, streamed; its header carries no time, so the same records are the
+    same bytes (a retry after the publish is recognised, not a clobber)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        packed = packer.compress(chunk)
+        if packed:
+            yield packed
+    yield packer.flush()
 
 
 def _json_lines(records: list[dict[str, Any]]) -> Iterator[bytes]:

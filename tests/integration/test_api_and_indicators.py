@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError, PatsnapRetryableError
+from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError, PatsnapInputError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.api import PatsnapApiOperator
 from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
@@ -240,3 +240,42 @@ def test_an_indicator_output_is_kept_unless_overwrite(
     assert run(overwrite=True)["records"] == 1
     assert run()["records"] == 1  # the same bytes again is success, not a clobber
     assert sorted(p.name for p in lake.iterdir()) == ["patent_indicators.jsonl"]
+
+
+def test_indicators_stream_through_gzip_and_read_back_as_the_same_records(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    from airflow_provider_patsnap.operators import indicators
+
+    still = dt.datetime(2026, 12, 7, 1, 2, 3, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(indicators, "utcnow", lambda: still)
+    patents = [f"CN{200000 + n}A" for n in range(150)]  # two batches
+
+    def run(folder: str, **kwargs: Any) -> Any:
+        return PatsnapPatentIndicatorsOperator(
+            task_id="legal", patent_numbers=patents, destination=f"{tmp_path / folder}/", **kwargs
+        ).execute({})
+
+    plain, packed = run("plain"), run("packed", output_format="jsonl.gz")
+    assert packed["uri"].endswith("/packed/patent_indicators.jsonl.gz") and packed["records"] == plain["records"]
+    written = (tmp_path / "packed" / "patent_indicators.jsonl.gz").read_bytes()
+    assert gzip.decompress(written) == (tmp_path / "plain" / "patent_indicators.jsonl").read_bytes()
+    assert run("packed", output_format="jsonl.gz")["records"] == 150  # the same bytes again: no clobber refusal
+    with pytest.raises(PatsnapInputError, match=r"output_format.*'jsonl', 'jsonl\.gz'.*'parquet'"):
+        PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=patents, output_format="parquet")
+
+
+def test_xcom_mode_refuses_more_records_than_max_xcom_records_before_any_call(
+    emulator: PatsnapEmulator, emu_conn: str
+) -> None:
+    operator = PatsnapPatentIndicatorsOperator(
+        task_id="legal", patent_numbers=["CN200001A", "CN200002A", "CN200003A"], max_xcom_records=2
+    )
+    with pytest.raises(AirflowFailException, match=r"max_xcom_records.*3 patents.*destination="):
+        operator.execute({})
+    assert emulator.stats["calls"] == {}  # refused before a token or a billable call
+    assert len(PatsnapPatentIndicatorsOperator(task_id="ok", patent_numbers=["CN200001A"]).execute({})) <= 1
+    with pytest.raises(PatsnapInputError, match="max_xcom_records"):
+        PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN1"], max_xcom_records=-1)
