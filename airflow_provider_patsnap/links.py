@@ -34,36 +34,27 @@ class PatsnapApiDocsLink(BaseOperatorLink):
         return f"{DEVPORTAL}{path}" if path else "https://open.patsnap.com/"
 
 
-#: Schemes an output link may carry: the storage the provider writes to. Anything else (``javascript:``,
-#: ``data:``) is not a link, whatever an XCom says.
+#: Schemes an output link may carry: the storage the provider writes to (``Destination`` refuses
+#: http/https). Anything else (``javascript:``, ``data:``) is not a link, whatever an XCom says.
 OUTPUT_SCHEMES = frozenset(
-    {
-        "file",
-        "s3",
-        "s3a",
-        "gs",
-        "gcs",
-        "abfs",
-        "abfss",
-        "az",
-        "adl",
-        "hdfs",
-        "webhdfs",
-        "sftp",
-        "ftp",
-        "smb",
-        "http",
-        "https",
-    }
+    {"file", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "hdfs", "webhdfs", "sftp", "ftp", "smb"}
 )
 
 
 def output_link(value: Any) -> str:
-    """The URI a task's result names as what it wrote (``{"uri": ...}``), or "" (a job id, records)."""
-    uri = value.get("uri") if isinstance(value, dict) else None
+    """The URI a task's result names as what it wrote (``{"uri": ...}`` or the URI itself), or "" (a job
+    id, records, or anything that is not a plain storage URI: no credentials, query or fragment)."""
+    uri = value.get("uri") if isinstance(value, dict) else value
     if not isinstance(uri, str) or any(ord(c) < 0x20 for c in uri):
         return ""
-    return uri if urlsplit(uri).scheme.lower() in OUTPUT_SCHEMES else ""
+    try:
+        parts = urlsplit(uri)
+        credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in OUTPUT_SCHEMES or credentials or parts.query or parts.fragment:
+        return ""
+    return uri
 
 
 def _return_value(ti_key: Any) -> Any:
@@ -76,10 +67,19 @@ def _return_value(ti_key: Any) -> Any:
 
 
 class PatsnapOutputLink(BaseOperatorLink):
-    """Links a PatSnap task instance to what it produced: the archived report, the lake file or the kept
-    statement (its XCom's ``uri``); empty when it wrote nothing (a create's job id, XCom records)."""
+    """Links a PatSnap task instance to what it wrote: the archived report, the lake file or the kept
+    statement; empty when it wrote nothing. On Airflow 3 the operator that ran knows it (no XCom read);
+    on Airflow 2 the webserver reads it from the task instance's XCom."""
 
     name = "PatSnap output"
 
     def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
-        return output_link(_return_value(ti_key)) if ti_key is not None else ""
+        written = getattr(operator, "_written_uri", None)
+        if written:
+            return output_link(written)
+        if ti_key is None:
+            return ""
+        try:
+            return output_link(_return_value(ti_key))
+        except Exception:  # a link must not fail the page that shows it
+            return ""

@@ -64,18 +64,32 @@ def _fit_bytes(text: str, limit: int) -> str:
     return (stem or "report") + suffix
 
 
+#: Longest Content-Disposition value parsed (the standard library's parameter split is quadratic).
+MAX_DISPOSITION = 4096
+
+
 def _disposition_filename(value: str | None) -> str | None:
     """The file name a Content-Disposition value offers, parsed by the standard library (RFC 2231/5987
-    extended values, quoted ``;`` and escaped quotes); ``filename*`` wins over ``filename`` (RFC 6266)."""
-    if not value:
+    extended values, quoted ``;`` and escaped quotes); ``filename*`` wins over ``filename`` (RFC 6266),
+    which is the fallback when the extended value is unusable. A value the parser cannot take (too
+    long, an unknown charset, a NUL, broken continuations) offers no name: the link's or the path's is
+    used, never an exception."""
+    if not value or len(value) > MAX_DISPOSITION:
         return None
-    header = Message()
-    header["Content-Disposition"] = value
-    params = header.get_params(header="content-disposition", failobj=[])
-    names = [found for key, found in params if key.lower() == "filename"]
-    extended = [name for name in names if isinstance(name, tuple)]
-    chosen = (extended or names)[:1]
-    return collapse_rfc2231_value(chosen[0], errors="replace") or None if chosen else None
+    try:
+        header = Message()
+        header["Content-Disposition"] = value
+        params = header.get_params(header="content-disposition", failobj=[])
+        names = [found for key, found in params if key.lower() == "filename"]
+        extended = [name for name in names if isinstance(name, tuple)]
+        plain = [name for name in names if isinstance(name, str)]
+        for name in (*extended, *plain):
+            text = collapse_rfc2231_value(name, errors="replace")
+            if text and "\x00" not in text:
+                return text
+    except (ValueError, TypeError, LookupError):
+        return None
+    return None
 
 
 def filename_from_link(url: str, content_disposition: str | None = None) -> str | None:

@@ -115,6 +115,9 @@ class PatsnapConfig:
         return f"client:{self.client_id}"
 
 
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str:
     """``https://host[:port]``; plain ``http`` is accepted only for loopback (the emulator)."""
     raw = (host or "").strip() or DEFAULT_HOST
@@ -135,7 +138,8 @@ def base_url_from(host: str | None, port: int | None, scheme: str | None) -> str
         effective_port = parts.port or port
     except ValueError:
         raise PatsnapInputError("host", f"{raw!r} has an invalid port; use e.g. {DEFAULT_HOST}:443") from None
-    if effective_port:
+    # The scheme's own port is no port: "https://host" and Port 443 are one account, one ledger, one budget.
+    if effective_port and effective_port != DEFAULT_PORTS.get(parts.scheme):
         netloc = f"{netloc}:{effective_port}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 

@@ -119,6 +119,11 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         specs = valuation.indicators(self.indicators)
         numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
+        suffix = FORMATS[self.output_format]
+        if suffix and target and not target.is_folder and not target.raw.lower().endswith(suffix):
+            raise PatsnapInputError(
+                "destination", f"output_format {self.output_format!r} writes a file named *{suffix}, or into a folder"
+            )
         final = target.resolve(self.default_filename + FORMATS[self.output_format]) if target else None
         self._requested = len(numbers) + len(ids)
         if final is None and self._requested > self.max_xcom_records:

@@ -25,7 +25,7 @@ from airflow_provider_patsnap.operators._common import (
     units_cap,
 )
 from airflow_provider_patsnap.operators._pipeline import ReportPipelineMixin
-from airflow_provider_patsnap.version_compat import BaseOperator
+from airflow_provider_patsnap.version_compat import BaseOperator, BaseOperatorLink
 
 #: The create's record in the run's billable state (0.2's key: entries written before an upgrade are read).
 CREATE_KEY = "patsnap_create"
@@ -42,7 +42,8 @@ class _CreateReportOperator(BaseOperator):
 
     report_kind: ClassVar[ReportKind]
     identifier_fields: ClassVar[tuple[str, ...]]
-    operator_extra_links = (PatsnapApiDocsLink(), PatsnapOutputLink())
+    # A create writes nothing: no output link (the one-task subclasses add it).
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (PatsnapApiDocsLink(),)
     ui_color = "#cfe3f7"
     _job_id: str | None = None  # the job this task made or archived (OpenLineage's external query)
 
@@ -281,7 +282,8 @@ class PatsnapDownloadReportOperator(BaseOperator):
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return lineage_of(self.hook, [self.api_docs_path], getattr(self, "_written_uri", None), str(self.job_id))
+        job_id = str(self.job_id) if self.job_id else None
+        return lineage_of(self.hook, [self.api_docs_path], getattr(self, "_written_uri", None), job_id)
 
 
 class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpriseReportOperator):
@@ -295,9 +297,13 @@ class PatsnapEnterpriseReportOperator(ReportPipelineMixin, PatsnapCreateEnterpri
     exists. Every failure after the create names the job and how to finish it.
     """
 
+    operator_extra_links = (PatsnapApiDocsLink(), PatsnapOutputLink())
+
 
 class PatsnapPatentValueReportOperator(ReportPipelineMixin, PatsnapCreatePatentValueReportOperator):
     """R002 in one task: create the patent value report (no-logo by default), wait, archive.
 
     Parameters and guarantees as for :class:`PatsnapEnterpriseReportOperator`.
     """
+
+    operator_extra_links = (PatsnapApiDocsLink(), PatsnapOutputLink())

@@ -93,7 +93,7 @@ class PatsnapUsageOperator(BaseOperator):
                 final = target.resolve(f"patsnap_usage_{result['period'][0]}_{result['period'][1]}.json")
                 body = (json.dumps(result, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
                 write_lines_atomically(final, iter([body]), key="usage", overwrite=True)
-                result["uri"] = user_uri(final)
+                result["uri"] = self._written_uri = user_uri(final)
                 annotate_outlet_events(self.outlets, context, result)
         closed = [e for e in result["endpoints"] if not e["partial"] and e["difference"] not in (0, None)]
         if self.fail_on_mismatch and closed:

@@ -263,6 +263,12 @@ def test_indicators_stream_through_gzip_and_read_back_as_the_same_records(
     written = (tmp_path / "packed" / "patent_indicators.jsonl.gz").read_bytes()
     assert gzip.decompress(written) == (tmp_path / "plain" / "patent_indicators.jsonl").read_bytes()
     assert run("packed", output_format="jsonl.gz")["records"] == 150  # the same bytes again: no clobber refusal
+    with pytest.raises(
+        AirflowFailException, match=r"destination: output_format 'jsonl\.gz' writes a file named \*\.gz"
+    ):
+        PatsnapPatentIndicatorsOperator(
+            task_id="x", patent_numbers=patents, destination=f"{tmp_path}/out.jsonl", output_format="jsonl.gz"
+        ).execute({})
     with pytest.raises(PatsnapInputError, match=r"output_format.*'jsonl', 'jsonl\.gz'.*'parquet'"):
         PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=patents, output_format="parquet")
 
@@ -276,6 +282,6 @@ def test_xcom_mode_refuses_more_records_than_max_xcom_records_before_any_call(
     with pytest.raises(AirflowFailException, match=r"max_xcom_records.*3 patents.*destination="):
         operator.execute({})
     assert emulator.stats["calls"] == {}  # refused before a token or a billable call
-    assert len(PatsnapPatentIndicatorsOperator(task_id="ok", patent_numbers=["CN200001A"]).execute({})) <= 1
+    assert len(PatsnapPatentIndicatorsOperator(task_id="ok", patent_numbers=["CN200001A"]).execute({})) == 1
     with pytest.raises(PatsnapInputError, match="max_xcom_records"):
         PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN1"], max_xcom_records=-1)

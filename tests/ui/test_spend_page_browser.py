@@ -291,8 +291,9 @@ def test_a_user_opens_the_page_from_the_menu_and_follows_a_link_to_the_task_inst
 def test_the_connection_list_s_test_button_passes_for_a_patsnap_connection_with_its_port(
     airflow_ui: AirflowUI, browser: Any
 ) -> None:
-    """Airflow 3.3.2's Test button sends port 0 for an empty port, which the server refuses; the form
-    shows Port (the provider does not hide it), and with it filled the button works: token fetched."""
+    """Airflow 3.3.2's Test button sends port 0 for an empty port, which the server refuses; a PatSnap
+    connection stored with its port (the form keeps the field: tests/unit/test_provider_info.py) passes:
+    the server tests it with the stored credentials and a token is fetched from the emulator."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
     from selenium.webdriver.support.ui import WebDriverWait

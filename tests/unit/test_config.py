@@ -55,6 +55,8 @@ def refused(call: Any, parameter: str) -> PatsnapInputError:
         ("https://patsnap.test/api/", None, None, "https://patsnap.test/api"),
         ("https://user:pw@patsnap.test", None, None, "https://patsnap.test"),  # no credentials in the URL
         ("patsnap.test", None, " HTTPS ", "https://patsnap.test"),
+        ("https://connect.patsnap.com", 443, None, "https://connect.patsnap.com"),  # the form's Port 443
+        ("https://connect.patsnap.com:443/", None, None, "https://connect.patsnap.com"),
     ],
 )
 def test_base_url_defaults_to_https(host: str | None, port: int | None, scheme: str | None, expected: str) -> None:
@@ -247,3 +249,12 @@ def test_an_api_key_in_the_password_field_with_no_login_is_the_api_key() -> None
     # With a client id, the password is a client secret, whatever it looks like.
     oauth = config_from_connection(connection(login=CLIENT_ID, password="sk-looks-like-a-key"))
     assert oauth.uses_oauth and oauth.client_secret == "sk-looks-like-a-key"
+
+
+def test_port_443_on_the_form_is_the_same_account_ledger_and_budget() -> None:
+    """The README asks for Port 443 (Airflow 3.3.2's Test button needs a stored port): filling it in must
+    not open a second account in the ledger, the token cache or the shared rate budget."""
+    without = config_from_connection(connection("https://connect.patsnap.com"))
+    with_port = config_from_connection(connection("https://connect.patsnap.com", port=443))
+    assert with_port.base_url == without.base_url == "https://connect.patsnap.com"
+    assert with_port.account == without.account

@@ -71,6 +71,11 @@ def test_the_real_operators_link_to_their_endpoints() -> None:
             "s3://archive/patsnap/report.pdf",
         ),
         ({"uri": "javascript:alert(document.cookie)"}, ""),  # not a place anything was written
+        ({"uri": "https://user:pass@host/x.pdf"}, ""),  # Destination refuses http(s): never an output
+        ({"uri": "s3://AKIA:secret@bucket/x.pdf"}, ""),  # credentials never shown
+        ({"uri": "s3://bucket/x.pdf?X-Amz-Signature=abc"}, ""),  # nor a signed query
+        ({"uri": "s3://bucket/x.pdf#frag"}, ""),
+        ({"uri": "file://[::1/x"}, ""),  # not even a URL
         ({"uri": "file:///a\nb.pdf"}, ""),
         ({"uri": 7}, ""),
         ("1579434053399035905", ""),  # a create's job id: nothing written yet
@@ -94,3 +99,22 @@ def test_the_output_link_reads_the_task_instance_s_own_result() -> None:
     assert link.name == "PatSnap output"
     assert link.get_link(object(), ti_key=ti) == "gs://lake/patsnap/patent_indicators.jsonl"
     assert pulled == [{"task_ids": "legal", "map_indexes": 4, "key": "return_value"}]
+
+
+def test_the_output_link_prefers_what_the_operator_that_ran_wrote() -> None:
+    def xcom_pull(**_: object) -> object:
+        raise AssertionError("no XCom read when the operator knows (XCom mode may hold 10,000 records)")
+
+    operator = SimpleNamespace(_written_uri="file:///lake/legal_indicators.jsonl.gz")
+    ti = SimpleNamespace(task_id="legal", map_index=-1, xcom_pull=xcom_pull)
+    assert PatsnapOutputLink().get_link(operator, ti_key=ti) == "file:///lake/legal_indicators.jsonl.gz"
+
+
+def test_a_failing_xcom_read_gives_no_link_not_an_error() -> None:
+    def xcom_pull(**_: object) -> object:
+        raise RuntimeError("the API server is away")
+
+    assert (
+        PatsnapOutputLink().get_link(object(), ti_key=SimpleNamespace(task_id="t", map_index=-1, xcom_pull=xcom_pull))
+        == ""
+    )

@@ -101,6 +101,26 @@ def test_filename_from_link(url: str, disposition: str | None, expected: str | N
     assert filename_from_link(url, disposition) == expected
 
 
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        "attachment; filename*=idna''x.pdf",  # a codec that cannot decode
+        "attachment; filename*=undefined''x.pdf",
+        "attachment; filename*0*=a; filename*=b",  # broken RFC 2231 continuations
+        "attachment; filename*; filename*1*=a",
+        "attachment; filename*=utf-8\x00''a.pdf",  # a NUL (e.g. %00 in a signed link's disposition)
+        "attachment; filename*=utf-8''a%00b.pdf",
+        'attachment; filename="' + ";" * 65_000,  # quadratic for the parser: refused by length
+    ],
+)
+def test_a_disposition_the_parser_cannot_take_offers_no_name(disposition: str) -> None:
+    assert filename_from_link("https://cdn/r/x.pdf", disposition) == "x.pdf"  # the path's, never an exception
+
+
+def test_an_unusable_extended_name_falls_back_to_the_plain_one() -> None:
+    assert filename_from_link("https://cdn/r/x.pdf", "attachment; filename*=; filename=plain.pdf") == "plain.pdf"
+
+
 def test_the_header_beats_the_signed_query_which_beats_the_path() -> None:
     url = "https://cdn/r/path.pdf?response-content-disposition=attachment%3Bfilename%3DQuery.pdf"
     assert filename_from_link(url, 'attachment; filename="Header.pdf"') == "Header.pdf"
