@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW_SPEC ?= apache-airflow>=3.0
-EXTRAS ?= test,s3,lineage,redis,postgres
+EXTRAS ?= test,s3,lineage,redis,postgres,parquet
 # Optional pip constraints file, e.g. constraints/airflow2.txt for the Airflow 2.11 line.
 CONSTRAINTS ?=
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))

@@ -223,6 +223,26 @@ def clashing_fields(specs: Sequence[Indicator]) -> set[str]:
     return {name for name, count in seen.items() if count > 1}
 
 
+#: When PatSnap returned a record's results (ISO 8601, UTC): a column of every merged record.
+FETCHED_AT = "fetched_at"
+TIMESTAMP = "timestamp"
+
+
+def column_name(spec: Indicator, field: str, clashes: set[str]) -> str:
+    """A field's column in a merged record (prefixed with its indicator when two requested share it)."""
+    return f"{spec.name}_{field}" if field in clashes else field
+
+
+def record_columns(specs: Sequence[Indicator]) -> list[tuple[str, str]]:
+    """Every column of a merged record, in order, with its type: the one schema JSON Lines records
+    follow and Parquet files declare."""
+    clashes = clashing_fields(specs)
+    columns = [("pn", TEXT), ("patent_id", TEXT), (FETCHED_AT, TIMESTAMP)]
+    for spec in specs:
+        columns += [(column_name(spec, field, clashes), kind) for field, kind in spec.fields.items()]
+    return columns
+
+
 @dataclass(frozen=True)
 class Batch:
     """One request: up to 100 patents of one kind of identifier, for one indicator."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_patsnap import metrics, validation, valuation
+from airflow_provider_patsnap import metrics, record_files, validation, valuation
 from airflow_provider_patsnap.billing import TaskRun, open_book, request_digest
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks._purchase import Scope, quietly
@@ -30,8 +28,6 @@ from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.storage import Destination, user_uri
 from airflow_provider_patsnap.version_compat import BaseOperator
 
-#: output_format -> what it adds to the default file name.
-FORMATS = {"jsonl": "", "jsonl.gz": ".gz"}
 #: The most records XCom mode returns (XCom lives in Airflow's metadata database): beyond, a destination.
 DEFAULT_MAX_XCOM_RECORDS = 10_000
 
@@ -47,8 +43,8 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
 
     Without ``destination`` the records are the XCom (at most ``max_xcom_records``, default 10,000:
     more patents than that fail before any call, pointing at ``destination``). With it (a file path or
-    URI; a value ending in ``/`` is a folder) they are written there as JSON Lines (``output_format``
-    ``"jsonl"``, or ``"jsonl.gz"`` streamed through gzip), atomically, and the XCom is
+    URI; a value ending in ``/`` is a folder) they are written there (``output_format``: ``"jsonl"``,
+    ``"jsonl.gz"`` or ``"parquet"`` with the catalogue's types; see ``record_files``), atomically, and the XCom is
     ``{"uri", "records", "requested", "missing"}`` with ``missing`` per indicator. As for reports, an
     existing file is kept unless ``overwrite=True`` (the same bytes again, a retry, is success).
 
@@ -90,7 +86,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         super().__init__(**kwargs)
         units_cap(max_billable_units)
         reuse_window(reuse_within)
-        self.output_format = _output_format(output_format)
+        self.output_format = record_files.output_format(output_format)
         self.max_xcom_records = _record_cap(max_xcom_records)
         self.overwrite = overwrite
         self.max_billable_units = max_billable_units
@@ -119,12 +115,13 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         specs = valuation.indicators(self.indicators)
         numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
-        suffix = FORMATS[self.output_format]
+        suffix = {"jsonl.gz": ".gz", "parquet": ".parquet"}.get(self.output_format)
         if suffix and target and not target.is_folder and not target.raw.lower().endswith(suffix):
             raise PatsnapInputError(
                 "destination", f"output_format {self.output_format!r} writes a file named *{suffix}, or into a folder"
             )
-        final = target.resolve(self.default_filename + FORMATS[self.output_format]) if target else None
+        extension = record_files.FORMATS[self.output_format]
+        final = target.resolve(self.default_filename.removesuffix(".jsonl") + extension) if target else None
         self._requested = len(numbers) + len(ids)
         if final is None and self._requested > self.max_xcom_records:
             raise PatsnapInputError(
@@ -172,8 +169,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             book.finish(digest, None)
             self.log.info("%d record(s): %d unit(s) bought, %d reused.", len(records), where.billed, where.reused)
             return records  # XCom mode: the records themselves (what they cost is in the log line above)
-        lines = _json_lines(records)
-        chunks = _gzipped(lines) if self.output_format == "jsonl.gz" else lines
+        chunks = record_files.encode(records, valuation.record_columns(specs), self.output_format)
         size = write_lines_atomically(final, chunks, key="indicators", overwrite=self.overwrite)
         result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
         result["missing"] = self.missing_value(missing)
@@ -336,7 +332,7 @@ def merge(
             fetched = str(item.get(FETCHED_AT) or now) if isinstance(item, dict) else now
             record[FETCHED_AT] = min(record.get(FETCHED_AT, fetched), fetched)
             for name in spec.fields:
-                record[f"{spec.name}_{name}" if name in clashes else name] = flat[name]
+                record[valuation.column_name(spec, name, clashes)] = flat[name]
     inputs = [("patent_number", n) for n in numbers] + [("patent_id", i) for i in ids]
     # Input order first; then anything PatSnap returned under a spelling no input matches (paid for: kept).
     ordered = [by_input[k] for k in (_normal(p, v) for p, v in inputs) if k in by_input]
@@ -348,7 +344,7 @@ def merge(
         emitted.add(id(record))
         for spec in specs:
             for name in spec.fields:
-                record.setdefault(f"{spec.name}_{name}" if name in clashes else name, _empty(spec.fields[name]))
+                record.setdefault(valuation.column_name(spec, name, clashes), _empty(spec.fields[name]))
         records.append(record)
     missing = {
         spec.name: [value for param, value in inputs if _normal(param, value) not in found[spec.name]] for spec in specs
@@ -366,8 +362,7 @@ def _input_key(param: str, flat: dict[str, Any]) -> str | None:
     return _normal(param, value) if value else None
 
 
-#: When PatSnap returned a record's results (ISO 8601, UTC): on every record, and on kept items.
-FETCHED_AT = "fetched_at"
+FETCHED_AT = valuation.FETCHED_AT
 
 
 def utcnow() -> dt.datetime:
@@ -390,29 +385,7 @@ def _empty(kind: str) -> Any:
     return [] if kind == valuation.TEXTS else None
 
 
-def _output_format(value: Any) -> str:
-    if value not in FORMATS:
-        raise PatsnapInputError("output_format", f"one of {', '.join(map(repr, FORMATS))}, not {value!r}")
-    return str(value)
-
-
 def _record_cap(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PatsnapInputError("max_xcom_records", f"a whole number of records, 0 or more, not {value!r}")
     return value
-
-
-def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """``chunks`` as one gzip member, streamed; its header carries no time, so the same records are the
-    same bytes (a retry after the publish is recognised, not a clobber)."""
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
-    for chunk in chunks:
-        packed = packer.compress(chunk)
-        if packed:
-            yield packed
-    yield packer.flush()
-
-
-def _json_lines(records: list[dict[str, Any]]) -> Iterator[bytes]:
-    for record in records:
-        yield (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")

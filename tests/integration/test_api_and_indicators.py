@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import threading
 import time
 from decimal import Decimal
@@ -287,8 +288,8 @@ def test_indicators_stream_through_gzip_and_read_back_as_the_same_records(
         PatsnapPatentIndicatorsOperator(
             task_id="x", patent_numbers=patents, destination=f"{tmp_path}/out.jsonl", output_format="jsonl.gz"
         ).execute({})
-    with pytest.raises(PatsnapInputError, match=r"output_format.*'jsonl', 'jsonl\.gz'.*'parquet'"):
-        PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=patents, output_format="parquet")
+    with pytest.raises(PatsnapInputError, match=r"output_format: one of 'jsonl', 'jsonl\.gz', 'parquet', not 'csv'"):
+        PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=patents, output_format="csv")
 
 
 def test_xcom_mode_refuses_more_records_than_max_xcom_records_before_any_call(
@@ -303,3 +304,52 @@ def test_xcom_mode_refuses_more_records_than_max_xcom_records_before_any_call(
     assert len(PatsnapPatentIndicatorsOperator(task_id="ok", patent_numbers=["CN200001A"]).execute({})) == 1
     with pytest.raises(PatsnapInputError, match="max_xcom_records"):
         PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN1"], max_xcom_records=-1)
+
+
+def test_indicators_to_parquet_declare_the_catalogue_s_types_and_read_back_as_the_records(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.environ.get("PATSNAP_REQUIRE_EXTRAS"):  # CI's Airflow 3 run installs the parquet extra
+        import pyarrow.parquet as pq
+    else:
+        pq = pytest.importorskip("pyarrow.parquet", reason="needs the parquet extra")
+    import pyarrow as pa
+
+    from airflow_provider_patsnap.operators import indicators
+
+    still = dt.datetime(2026, 12, 7, 1, 2, 3, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(indicators, "utcnow", lambda: still)
+    patents = [f"CN{200000 + n}A" for n in range(120)]
+    names = ["legal", "technology", "market"]
+
+    def run(folder: str, **kwargs: Any) -> Any:
+        return PatsnapPatentIndicatorsOperator(
+            task_id="lake", indicators=names, patent_numbers=patents, destination=f"{tmp_path / folder}/", **kwargs
+        ).execute({})
+
+    as_lines, as_parquet = run("jsonl"), run("parquet", output_format="parquet")
+    assert as_parquet["uri"].endswith("/parquet/patent_indicators.parquet")
+    table = pq.read_table(tmp_path / "parquet" / "patent_indicators.parquet")
+    schema = {field.name: field.type for field in table.schema}
+    assert schema["granted_no"] == pa.int64() and schema["has_reexam_invalid"] == pa.bool_()
+    assert schema["avg_generality_index"] == pa.float64() and schema["legal_status"] == pa.string()
+    assert schema["examiner_citation_category"] == pa.list_(pa.string())
+    assert schema["fetched_at"] == pa.timestamp("ms", tz="UTC")
+    lines = [json.loads(line) for line in (tmp_path / "jsonl" / "patent_indicators.jsonl").read_text().splitlines()]
+    rows = table.to_pylist()
+    assert len(rows) == len(lines) == as_lines["records"] == as_parquet["records"]
+    for row, line in zip(rows, lines, strict=True):
+        assert row["fetched_at"] == still and line["fetched_at"] == still.isoformat()
+        assert {k: v for k, v in row.items() if k != "fetched_at"} == {
+            k: v for k, v in line.items() if k != "fetched_at"
+        }
+    assert run("parquet", output_format="parquet")["records"] == 120  # the same bytes again: no clobber refusal
+
+
+def test_parquet_without_pyarrow_is_refused_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    with pytest.raises(PatsnapInputError, match=r"output_format: 'parquet' needs pyarrow.*\[parquet\]"):
+        PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN1"], output_format="parquet")

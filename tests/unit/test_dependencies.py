@@ -16,7 +16,8 @@ PACKAGE = ROOT / "airflow_provider_patsnap"
 #: Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"airflow": "apache-airflow"}
 #: Imported only inside functions that run where their distribution is present: the pre-3.2 connection
-#: form (Airflow's own UI stack), OpenLineage (the ``lineage`` extra, guarded by ImportError) and the
+#: form (Airflow's own UI stack), OpenLineage (the ``lineage`` extra, guarded by ImportError), Parquet
+#: output (the ``parquet`` extra, checked at parse time) and the
 #: shared rate limit (the ``redis`` extra, with an error naming it when absent). FastAPI is Airflow 3's
 #: API server's own: the spend page imports it only when the API server serves the page.
 OPTIONAL = {
@@ -25,6 +26,7 @@ OPTIONAL = {
     "flask_babel": None,
     "wtforms": None,
     "openlineage": "lineage",
+    "pyarrow": "parquet",
     "pyrate_limiter": "redis",
     "redis": "redis",
 }

@@ -87,3 +87,19 @@ def test_merge_keeps_input_order_and_what_matches_no_input() -> None:
     records, missing = merge([spec], planned, pages, ["cn2b", "CN1A"], [])
     assert [r["pn"] for r in records] == ["CN2B", "CN1A", "CN-2-B"]  # paid for, so kept
     assert missing == {"market": []}
+
+
+def test_record_columns_are_the_catalogue_s_typed_fields_with_shared_names_prefixed() -> None:
+    from airflow_provider_patsnap.valuation import TIMESTAMP, Indicator, record_columns
+
+    one = Indicator("one", "X1", "/x1", "w1", {"score": "int", "label": "str"})
+    two = Indicator("two", "X2", "/x2", "w2", {"score": "float", "tags": "list[str]"})
+    assert record_columns([one, two]) == [
+        ("pn", "str"),
+        ("patent_id", "str"),
+        ("fetched_at", TIMESTAMP),
+        ("one_score", "int"),
+        ("label", "str"),
+        ("two_score", "float"),
+        ("tags", "list[str]"),
+    ]
