@@ -61,10 +61,16 @@ with DAG(
     default_args=default_args,
     user_defined_macros={"run_date": run_date},
 ) as dag:
+
+    @task
+    def load_portfolio() -> list[str]:
+        """Read the portfolio at run time (never at DAG parse time)."""
+        lines = Path(PORTFOLIO_FILE).read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
     PatsnapLegalIndicatorsOperator(
         task_id="legal_indicators",
-        # Read when the task runs (never at DAG parse time): .txt one per line, or a .csv/.parquet column.
-        patents_from=PORTFOLIO_FILE,
+        patent_numbers=load_portfolio(),
         destination=LAKE_URI + "/patsnap/legal_indicators/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,
         # A re-run of the day rewrites its partition (outputs are kept unless told otherwise).

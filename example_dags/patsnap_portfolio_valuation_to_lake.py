@@ -18,10 +18,11 @@ from typing import Any
 from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, Asset
+    from airflow.sdk import DAG, Asset, task
 except ImportError:  # Airflow 2.11
     from airflow import DAG
     from airflow.datasets import Dataset as Asset
+    from airflow.decorators import task
 
 # --- Configuration -------------------------------------------------------------------------
 LAKE_URI = os.environ.get("PATSNAP_LAKE_URI", "file:///tmp/patsnap-lake").rstrip("/")
@@ -55,10 +56,16 @@ with DAG(
     },
     user_defined_macros={"run_date": run_date},
 ) as dag:
+
+    @task
+    def load_portfolio() -> list[str]:
+        """Read the portfolio at run time (never at DAG parse time)."""
+        lines = Path(PORTFOLIO_FILE).read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
     PatsnapPatentIndicatorsOperator(
         task_id="portfolio_valuation",
-        # Read when the task runs (never at DAG parse time): .txt one per line, or a .csv/.parquet column.
-        patents_from=PORTFOLIO_FILE,
+        patent_numbers=load_portfolio(),
         indicators=INDICATORS,
         destination=LAKE_URI + "/patsnap/portfolio_valuation/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,

@@ -24,7 +24,6 @@ from airflow_provider_patsnap.operators._common import (
     spent,
     units_cap,
 )
-from airflow_provider_patsnap.portfolio import read_portfolio
 from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.storage import Destination, user_uri
 from airflow_provider_patsnap.version_compat import BaseOperator
@@ -41,10 +40,6 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
     few requests at a time under the connection's ``qps``. The result is one flat, typed record per
     patent found, with every requested indicator's fields at top level (named as PatSnap names
     them; a name two indicators share is prefixed with the indicator, e.g. ``market_cites_no``).
-
-    The patents are ``patent_numbers`` and/or ``patent_ids`` (lists), or ``patents_from``: a path or URI
-    of a portfolio file (``.txt`` one per line, ``.csv`` or ``.parquet`` with a ``patent_number`` or
-    ``patent_id`` column; see ``portfolio``), read when the task runs.
 
     Without ``destination`` the records are the XCom (at most ``max_xcom_records``, default 10,000:
     more patents than that fail before any call, pointing at ``destination``). With it (a file path or
@@ -64,7 +59,6 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "patent_numbers",
         "patent_ids",
-        "patents_from",
         "indicators",
         "destination",
         "destination_conn_id",
@@ -87,7 +81,6 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         reuse_within: dt.timedelta | int | None = None,
         output_format: str = "jsonl",
         max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
-        patents_from: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,7 +95,6 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             valuation.indicators(indicators)  # a typo fails at DAG parse time
         self.patent_numbers = patent_numbers
         self.patent_ids = patent_ids
-        self.patents_from = patents_from
         self.indicators = indicators
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -121,7 +113,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
 
     def _execute(self, context: Any, where: Scope) -> list[dict[str, Any]] | dict[str, Any]:
         specs = valuation.indicators(self.indicators)
-        numbers, ids = self._patents()
+        numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
         suffix = {"jsonl.gz": ".gz", "parquet": ".parquet"}.get(self.output_format)
         if suffix and target and not target.is_folder and not target.raw.lower().endswith(suffix):
@@ -186,18 +178,6 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         book.finish(digest, result)
         self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
         return self._published(context, result)
-
-    def _patents(self) -> tuple[list[str], list[str]]:
-        """The patents asked for: the lists given, or the portfolio file ``patents_from`` names."""
-        if self.patents_from is None:
-            return validation.patents(self.patent_numbers, self.patent_ids)
-        if self.patent_numbers or self.patent_ids:
-            raise PatsnapInputError("patents_from", "give patents_from or patent_numbers/patent_ids, not both")
-        listed = read_portfolio(self.patents_from)
-        if not any(listed):
-            raise PatsnapInputError("patents_from", f"{self.patents_from!r} lists no patents")
-        self.log.info("Portfolio %s: %d patent number(s), %d patent id(s).", self.patents_from, *map(len, listed))
-        return validation.patents(*listed)
 
     def _keeper(self, book: Any) -> Callable[[valuation.Batch, list[Any]], None]:
         """What happens to each answered batch: stamped with when it was fetched, checkpointed, and
@@ -300,13 +280,7 @@ class PatsnapLegalIndicatorsOperator(PatsnapPatentIndicatorsOperator):
     returned nothing for. (Not called ``output``: that name is Airflow's own XComArg property.)
     """
 
-    template_fields: Sequence[str] = (
-        "patent_numbers",
-        "patent_ids",
-        "patents_from",
-        "destination",
-        "destination_conn_id",
-    )
+    template_fields: Sequence[str] = ("patent_numbers", "patent_ids", "destination", "destination_conn_id")
     default_filename = "legal_indicators.jsonl"
 
     def __init__(

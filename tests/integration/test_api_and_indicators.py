@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import math
 import os
@@ -354,50 +353,3 @@ def test_parquet_without_pyarrow_is_refused_at_parse_time(monkeypatch: pytest.Mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
     with pytest.raises(PatsnapInputError, match=r"output_format: 'parquet' needs pyarrow.*\[parquet\]"):
         PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN1"], output_format="parquet")
-
-
-def test_a_portfolio_file_is_read_in_every_format_the_same_way(
-    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path
-) -> None:
-    numbers = [f"CN{200000 + n}A" for n in range(130)]
-    (tmp_path / "portfolio.txt").write_text("# the 2026 portfolio\n\n" + "\n".join(numbers) + "\n")
-    (tmp_path / "portfolio.csv").write_text(
-        "patent_number,owner\n" + "".join(f"{n},ACME\n" for n in numbers), encoding="utf-8"
-    )
-    sources = [tmp_path / "portfolio.txt", (tmp_path / "portfolio.csv").as_uri()]
-    if os.environ.get("PATSNAP_REQUIRE_EXTRAS") or importlib.util.find_spec("pyarrow"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(
-            pa.table({"patent_number": numbers, "note": ["x"] * len(numbers)}), tmp_path / "portfolio.parquet"
-        )
-        sources.append(tmp_path / "portfolio.parquet")
-    for source in sources:
-        records = PatsnapPatentIndicatorsOperator(task_id="legal", patents_from=str(source)).execute({})
-        assert [r["pn"] for r in records] == numbers, source
-
-
-@pytest.mark.parametrize(
-    ("content", "name", "message"),
-    [
-        (None, "missing.txt", "does not exist"),
-        ("CN1\n", "portfolio.xlsx", "name a .txt, .csv or .parquet file"),
-        ("owner\nACME\n", "portfolio.csv", "no patent_number or patent_id column"),
-        ("# nothing yet\n\n", "portfolio.txt", "lists no patents"),
-        (b"\xff\xfe\x00broken", "portfolio.txt", "cannot be read as .txt"),
-    ],
-)
-def test_a_bad_portfolio_fails_naming_patents_from_before_any_call(
-    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, content: Any, name: str, message: str
-) -> None:
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        path.write_text(content)
-    with pytest.raises(AirflowFailException, match=f"patents_from: .*{message}"):
-        PatsnapPatentIndicatorsOperator(task_id="legal", patents_from=str(path)).execute({})
-    with pytest.raises(AirflowFailException, match="patents_from: give patents_from or patent_numbers"):
-        PatsnapPatentIndicatorsOperator(task_id="legal", patents_from=str(path), patent_numbers=["CN1"]).execute({})
-    assert emulator.stats["calls"] == {}
