@@ -1,8 +1,9 @@
 """Indicator records as files for a lake: JSON Lines, gzip-compressed JSON Lines, or Parquet.
 
 Every format is produced as a stream of byte chunks for ``staging.write_lines_atomically`` (the
-same no-clobber, atomic publish as reports) and gives the same bytes for the same records, so a
-retry after the publish is recognised. Parquet declares the catalogue's types
+same no-clobber, atomic publish as reports) and gives the same bytes for the same records with the
+same libraries (zlib; pyarrow, whose version a Parquet file names), so a retry after the publish is
+recognised. Parquet declares the catalogue's types
 (``valuation.record_columns``: ``int64``, ``double``, ``string``, ``bool``, ``list<string>``, and
 ``fetched_at`` as a UTC timestamp); it needs pyarrow (the ``parquet`` extra).
 """
@@ -24,15 +25,26 @@ FORMATS = {"jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "parquet": ".parquet"}
 CHUNK = 1 << 20
 
 
+NEEDS_PYARROW = "'parquet' needs pyarrow: pip install 'airflow-provider-patsnap[parquet]'"
+
+
 def output_format(value: Any) -> str:
     """``value`` checked: a known format whose library is installed (at DAG parse time, before any call)."""
     if value not in FORMATS:
         raise PatsnapInputError("output_format", f"one of {', '.join(map(repr, FORMATS))}, not {value!r}")
     if value == "parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise PatsnapInputError(
-            "output_format", "'parquet' needs pyarrow: pip install 'airflow-provider-patsnap[parquet]'"
-        )
+        raise PatsnapInputError("output_format", NEEDS_PYARROW)
     return str(value)
+
+
+def ready(fmt: str) -> None:
+    """Load what ``fmt`` writes with, in the task before any call (an installed but broken pyarrow
+    must not fail the write after everything was bought)."""
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError as exc:
+            raise PatsnapInputError("output_format", f"{NEEDS_PYARROW} ({exc})") from None
 
 
 def encode(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: str) -> Iterator[bytes]:
@@ -45,7 +57,7 @@ def encode(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]
 
 def _json_lines(records: Sequence[dict[str, Any]]) -> Iterator[bytes]:
     for record in records:
-        yield (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        yield (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8", "replace")
 
 
 def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -83,5 +95,8 @@ def _parquet(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
 def _instant(value: Any) -> dt.datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)

@@ -80,15 +80,18 @@ def _disposition_filename(value: str | None) -> str | None:
         header = Message()
         header["Content-Disposition"] = value
         params = header.get_params(header="content-disposition", failobj=[])
-        names = [found for key, found in params if key.lower() == "filename"]
-        extended = [name for name in names if isinstance(name, tuple)]
-        plain = [name for name in names if isinstance(name, str)]
-        for name in (*extended, *plain):
-            text = collapse_rfc2231_value(name, errors="replace")
-            if text and "\x00" not in text:
-                return text
     except (ValueError, TypeError, LookupError):
         return None
+    names = [found for key, found in params if key.lower() == "filename"]
+    extended = [name for name in names if isinstance(name, tuple)]
+    plain = [name for name in names if isinstance(name, str)]
+    for name in (*extended, *plain):
+        try:
+            text = collapse_rfc2231_value(name, errors="replace")
+        except (ValueError, TypeError, LookupError):
+            continue  # e.g. an unknown charset: the next name may do
+        if text and "\x00" not in text:
+            return text
     return None
 
 

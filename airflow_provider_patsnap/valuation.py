@@ -159,11 +159,16 @@ def indicators(values: Any, parameter: str = "indicators") -> list[Indicator]:
     return out
 
 
+INT64 = 2**63 - 1
+
+
 def _to_int(value: Any) -> int | None:
+    """An integer a lake column can hold (int64), else None."""
     try:
-        return None if value is None or value == "" or isinstance(value, bool) else int(value)
+        number = None if value is None or value == "" or isinstance(value, bool) else int(value)
     except (ArithmeticError, TypeError, ValueError):
         return None
+    return number if number is None or -INT64 - 1 <= number <= INT64 else None
 
 
 def _to_float(value: Any) -> float | None:
@@ -192,8 +197,13 @@ def _typed(kind: str, value: Any) -> Any:
     if kind == BOOL:
         return _to_bool(value)
     if kind == TEXTS:
-        return [str(v) for v in value] if isinstance(value, list) else []
-    return None if value is None else str(value)
+        return [_clean(str(v)) for v in value] if isinstance(value, list) else []
+    return None if value is None else _clean(str(value))
+
+
+def _clean(text: str) -> str:
+    """``text`` as valid UTF-8 (a lone surrogate from a JSON escape becomes "?"): writable to any file."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def flatten(spec: Indicator, item: Any) -> dict[str, Any]:
@@ -211,7 +221,7 @@ def flatten(spec: Indicator, item: Any) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else _clean(str(value))
 
 
 def clashing_fields(specs: Sequence[Indicator]) -> set[str]:

@@ -115,6 +115,11 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         specs = valuation.indicators(self.indicators)
         numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
+        if target is None and self.output_format != "jsonl":
+            raise PatsnapInputError(
+                "output_format", f"{self.output_format!r} is a file format: give destination=, or leave it out"
+            )
+        record_files.ready(self.output_format)
         suffix = {"jsonl.gz": ".gz", "parquet": ".parquet"}.get(self.output_format)
         if suffix and target and not target.is_folder and not target.raw.lower().endswith(suffix):
             raise PatsnapInputError(
@@ -132,7 +137,9 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             )
         run = TaskRun(context, self.log)
         book = open_book(run, final, self._requested, self.hook.config.max_ambiguous_replays)
-        digest = request_digest([spec.code for spec in specs], numbers, ids)
+        # A file of another format is another request (the default keeps the digests of earlier releases).
+        formats = [] if self.output_format == "jsonl" else [f"format:{self.output_format}"]
+        digest = request_digest([*(spec.code for spec in specs), *formats], numbers, ids)
         done = book.finished(digest)
         if done is not None:
             # "execute returned but success was not recorded" (a lost worker, a failed XCom push).
@@ -189,7 +196,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             stamp = now.isoformat(timespec="seconds")
             for item in items:
                 if isinstance(item, dict):
-                    item.setdefault(FETCHED_AT, stamp)
+                    item[FETCHED_AT] = stamp  # ours: a key of that name in PatSnap's item is not trusted
             book.save(batch, items)
             if ledger is not None:
                 by_key = {}

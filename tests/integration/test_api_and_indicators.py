@@ -85,7 +85,7 @@ def test_a_read_through_run_is_replayed_on_a_gateway_page(emulator: PatsnapEmula
     job_id = hook.create_enterprise_report(company_name="ACME")
     outage_until_answered(emulator, "status")
     data = hook.run("GET", "/innovation/company-report/job_id/status", params={"job_id": job_id})
-    assert emulator.stats["outage_answers"] == 1 and "job_status" in data  # a 502, then the replay answered
+    assert emulator.stats["outage_answers"] >= 1 and "job_status" in data  # 502s, then the replay answered
 
 
 def test_a_billed_product_read_through_run_is_not_replayed_unless_the_caller_says_so(
@@ -99,7 +99,7 @@ def test_a_billed_product_read_through_run_is_not_replayed_unless_the_caller_say
     emulator.end_outages()
     outage_until_answered(emulator, "legal")
     data = hook.run("GET", LEGAL, params={"patent_number": KNOWN[0]}, billable=False)  # the caller's choice
-    assert data[0]["pn"] == KNOWN[0] and emulator.stats["outage_answers"] == 2  # a 502, then replayed
+    assert data[0]["pn"] == KNOWN[0] and emulator.stats["outage_answers"] >= 2  # 502s, then replayed
 
 
 @pytest.mark.parametrize(
@@ -353,3 +353,34 @@ def test_parquet_without_pyarrow_is_refused_at_parse_time(monkeypatch: pytest.Mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
     with pytest.raises(PatsnapInputError, match=r"output_format: 'parquet' needs pyarrow.*\[parquet\]"):
         PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN1"], output_format="parquet")
+
+
+def test_a_file_format_without_a_destination_is_refused_before_any_call(
+    emulator: PatsnapEmulator, emu_conn: str
+) -> None:
+    operator = PatsnapPatentIndicatorsOperator(task_id="x", patent_numbers=["CN200001A"], output_format="jsonl.gz")
+    with pytest.raises(AirflowFailException, match=r"output_format: 'jsonl\.gz' is a file format: give destination="):
+        operator.execute({})
+    assert emulator.stats["calls"] == {}
+
+
+def test_a_broken_pyarrow_fails_the_parquet_task_before_anything_is_bought(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pyarrow", reason="needs the parquet extra")
+    import builtins
+
+    operator = PatsnapPatentIndicatorsOperator(
+        task_id="x", patent_numbers=["CN200001A"], output_format="parquet", destination=f"{tmp_path}/"
+    )
+    real_import = builtins.__import__
+
+    def broken(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("pyarrow"):
+            raise ImportError("libarrow.so: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(AirflowFailException, match=r"output_format: 'parquet' needs pyarrow.*libarrow"):
+        operator.execute({})
+    assert emulator.stats["calls"] == {} and not list(tmp_path.iterdir())

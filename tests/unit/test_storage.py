@@ -114,11 +114,13 @@ def test_filename_from_link(url: str, disposition: str | None, expected: str | N
     ],
 )
 def test_a_disposition_the_parser_cannot_take_offers_no_name(disposition: str) -> None:
-    assert filename_from_link("https://cdn/r/x.pdf", disposition) == "x.pdf"  # the path's, never an exception
+    assert filename_from_link("https://cdn/r/path.pdf", disposition) == "path.pdf"  # the path's, never an exception
 
 
 def test_an_unusable_extended_name_falls_back_to_the_plain_one() -> None:
     assert filename_from_link("https://cdn/r/x.pdf", "attachment; filename*=; filename=plain.pdf") == "plain.pdf"
+    unknown_charset = "attachment; filename*=undefined''x.pdf; filename=plain.pdf"
+    assert filename_from_link("https://cdn/r/path.pdf", unknown_charset) == "plain.pdf"
 
 
 def test_the_header_beats_the_signed_query_which_beats_the_path() -> None:

@@ -103,3 +103,26 @@ def test_record_columns_are_the_catalogue_s_typed_fields_with_shared_names_prefi
         ("two_score", "float"),
         ("tags", "list[str]"),
     ]
+
+
+def test_values_a_lake_file_cannot_hold_become_empty_or_valid_text() -> None:
+    from decimal import Decimal
+
+    from airflow_provider_patsnap.valuation import INDICATORS, flatten
+
+    spec = INDICATORS["legal"]
+    item = {
+        "pn": "CN1\ud800A",  # a lone surrogate, as a JSON escape can produce
+        "patent_id": None,
+        spec.wrapper: {
+            "granted_no": Decimal("1E+20"),
+            "litigation_no": 2**63,
+            "patent_age_day": -(2**63),
+            "legal_status": "\udfff",
+        },
+    }
+    flat = flatten(spec, item)
+    assert flat["granted_no"] is None and flat["litigation_no"] is None  # beyond int64
+    assert flat["patent_age_day"] == -(2**63)  # int64's own minimum fits
+    assert flat["pn"] == "CN1?A" and flat["legal_status"] == "?"
+    assert (flat["pn"] + flat["legal_status"]).encode("utf-8")
