@@ -8,7 +8,7 @@ ledger's size. Days are the ledger's budget days (its time zone, Asia/Shanghai u
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, desc, func, or_, select
@@ -33,41 +33,47 @@ def spend(
     ``days`` budget days ending today; ``visible`` says which DAGs the reader may see by name."""
     today, month = ledger.periods(now)
     first_day = (dt.date.fromisoformat(today) - dt.timedelta(days=days - 1)).isoformat()
-    if getattr(ledger, "version", SCHEMA_VERSION) is None:  # a reader on a database no task has written yet
-        return _empty(ledger, first_day, today, month)
+    written = getattr(ledger, "version", SCHEMA_VERSION) is not None  # a reader may open an empty database
+    per_day: Sequence[Any] = []
+    top: list[Any] = []
+    differences: list[Any] = []
+    open_units: list[dict[str, Any]] = []
+    latest: dict[int, dict[str, Any]] = {}
+    reused: Any = 0
     window = and_(units.c.account == ledger.account, units.c.day >= first_day, units.c.day <= today)
     with ledger.engine.connect() as connection:
-        per_day = connection.execute(
-            select(units.c.day, units.c.serial, func.sum(units.c.units_billed))
-            .where(window, units.c.state == ANSWERED)
-            .group_by(units.c.day, units.c.serial)
-            .order_by(units.c.day, units.c.serial)
-        ).all()
-        reused = connection.execute(
-            select(func.coalesce(func.sum(units.c.units_reused), 0)).where(window, units.c.state == REUSED)
-        ).scalar()
-        tasks = connection.execute(
-            select(
-                units.c.dag_id,
-                units.c.task_id,
-                func.sum(units.c.units_billed),
-                func.count(),
-                func.max(units.c.id),
-            )
-            .where(window, units.c.state == ANSWERED, units.c.dag_id.is_not(None))
-            .group_by(units.c.dag_id, units.c.task_id)
-        ).all()
-        readable = [row for row in tasks if visible(row[0])]
-        top = sorted(readable, key=lambda row: (-int(row[2] or 0), row[0], row[1]))[:TOP]
-        latest = _runs_of(connection, [row[4] for row in top])
-        open_units = _open_units(connection, ledger.account, now)
-        differences = _differences(connection, ledger, first_day)
+        if written:
+            per_day = connection.execute(
+                select(units.c.day, units.c.serial, func.sum(units.c.units_billed))
+                .where(window, units.c.state == ANSWERED)
+                .group_by(units.c.day, units.c.serial)
+                .order_by(units.c.day, units.c.serial)
+            ).all()
+            reused = connection.execute(
+                select(func.coalesce(func.sum(units.c.units_reused), 0)).where(window, units.c.state == REUSED)
+            ).scalar()
+            tasks = connection.execute(
+                select(
+                    units.c.dag_id,
+                    units.c.task_id,
+                    func.sum(units.c.units_billed),
+                    func.count(),
+                    func.max(units.c.id),
+                )
+                .where(window, units.c.state == ANSWERED, units.c.dag_id.is_not(None))
+                .group_by(units.c.dag_id, units.c.task_id)
+            ).all()
+            readable = [row for row in tasks if visible(row[0])]
+            top = sorted(readable, key=lambda row: (-int(row[2] or 0), row[0], row[1]))[:TOP]
+            latest = _runs_of(connection, [row[4] for row in top])
+            open_units = _open_units(connection, ledger.account, now)
+            differences = _differences(connection, ledger, first_day)
     return {
         "timezone": ledger.budget.timezone,
         "first_day": first_day,
         "last_day": today,
         "days": [{"day": day, "endpoint": serial, "units": int(total or 0)} for day, serial, total in per_day],
-        "budget": _budget(ledger, today, month, counted=True),
+        "budget": _budget(ledger, today, month, counted=written),
         "top": [
             {
                 "dag_id": dag_id,
@@ -113,19 +119,6 @@ def _budget(ledger: PatsnapLedger, today: str, month: str, *, counted: bool) -> 
         "month": month,
         "month_units": ledger.reserved(f"month:{month}") if counted else 0,
         "monthly_cap": budget.monthly,
-    }
-
-
-def _empty(ledger: PatsnapLedger, first_day: str, today: str, month: str) -> dict[str, Any]:
-    return {
-        "timezone": ledger.budget.timezone,
-        "first_day": first_day,
-        "last_day": today,
-        "days": [],
-        "budget": _budget(ledger, today, month, counted=False),
-        "top": [],
-        "reused_units": 0,
-        "open": [],
     }
 
 

@@ -163,33 +163,35 @@ def gauge(label: str, period: str, used: int, cap: int | None) -> str:
     )
 
 
+def _table(css: str, headings: tuple[str, ...], rows: list[str], empty: str) -> str:
+    """A table of ``rows`` (already escaped ``<td>`` cells), or the ``empty`` sentence; a heading that
+    starts with "#" is a number column."""
+    if not rows:
+        return f'<p class="muted">{empty}</p>'
+    head = "".join(f'<th class="num">{h[1:]}</th>' if h.startswith("#") else f"<th>{h}</th>" for h in headings)
+    return f'<table class="{css}"><tr>{head}</tr>{"".join(f"<tr>{row}</tr>" for row in rows)}</table>'
+
+
 def _top_table(ui: str, top: list[dict[str, Any]]) -> str:
-    if not top:
-        return '<p class="muted">No units bought by a DAG in this period.</p>'
-    rows = "".join(
-        f"<tr><td>{dag_link(ui, item['dag_id'])}</td><td>{task_link(ui, item)}</td>"
-        f'<td class="num">{item["units"]}</td><td class="num">{item["calls"]}</td></tr>'
+    rows = [
+        f"<td>{dag_link(ui, item['dag_id'])}</td><td>{task_link(ui, item)}</td>"
+        f'<td class="num">{int(item["units"])}</td><td class="num">{int(item["calls"])}</td>'
         for item in top
-    )
-    head = '<tr><th>DAG</th><th>Task (latest run)</th><th class="num">Units</th><th class="num">Calls</th></tr>'
-    return f'<table class="top">{head}{rows}</table>'
+    ]
+    headings = ("DAG", "Task (latest run)", "#Units", "#Calls")
+    return _table("top", headings, rows, "No units bought by a DAG in this period.")
 
 
 def _open_table(ui: str, items: list[dict[str, Any]]) -> str:
-    if not items:
-        return '<p class="muted">Nothing open: every call was answered and every reconciled day matched.</p>'
-    rows = "".join(
-        f"<tr><td>{_e(item['kind'])}</td><td>{_e(item['when'])}</td><td>{_e(item['endpoint'])}</td>"
-        f'<td>{_e(item["subject"])}</td><td class="num">{item["units"]}</td>'
+    rows = [
+        f"<td>{_e(item['kind'])}</td><td>{_e(item['when'])}</td><td>{_e(item['endpoint'])}</td>"
+        f'<td>{_e(item["subject"])}</td><td class="num">{int(item["units"])}</td>'
         f"<td><code>{_e(item['job_id'] or '-')}</code></td>"
-        f"<td>{task_link(ui, item, _task_label(item)) if item.get('dag_id') else '-'}</td></tr>"
+        f"<td>{task_link(ui, item, _task_label(item)) if item.get('dag_id') else '-'}</td>"
         for item in items
-    )
-    head = (
-        "<tr><th>Question</th><th>When</th><th>Endpoint</th><th>Subject</th>"
-        '<th class="num">Units</th><th>Job id</th><th>Task instance</th></tr>'
-    )
-    return f'<table class="open">{head}{rows}</table>'
+    ]
+    headings = ("Question", "When", "Endpoint", "Subject", "#Units", "Job id", "Task instance")
+    return _table("open", headings, rows, "Nothing open: every call was answered and every reconciled day matched.")
 
 
 def _task_label(item: dict[str, Any]) -> str:
