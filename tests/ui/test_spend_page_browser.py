@@ -227,6 +227,7 @@ def test_only_users_allowed_to_read_connections_get_the_page_or_its_data(airflow
 def browser(airflow_ui: AirflowUI) -> Iterator[Any]:
     """Headless Chromium, logged in to the Airflow UI as the admin (its network log kept)."""
     webdriver = _browser_or_skip()
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
@@ -239,12 +240,14 @@ def browser(airflow_ui: AirflowUI) -> Iterator[Any]:
     options.add_argument("--window-size=1400,1000")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # The UI redirects to its login page while it loads: a lookup during that navigation is retried.
+    login = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
     try:
         driver.get(airflow_ui.base + "/")
-        WebDriverWait(driver, 60).until(until.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
+        login.until(until.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
         driver.find_element(By.NAME, "password").send_keys(USERS["admin"])
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(driver, 60).until(lambda b: "/auth/login" not in b.current_url)
+        login.until(lambda b: "/auth/login" not in b.current_url)
         yield driver
     finally:
         driver.quit()
@@ -253,12 +256,12 @@ def browser(airflow_ui: AirflowUI) -> Iterator[Any]:
 def test_a_user_opens_the_page_from_the_menu_and_follows_a_link_to_the_task_instance(
     airflow_ui: AirflowUI, browser: Any, tmp_path: Path
 ) -> None:
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import NoAlertPresentException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(WebDriverException,))  # lookups during a navigation
     wait.until(until.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label=Browse]"))).click()
     wait.until(until.element_to_be_clickable((By.XPATH, "//a[@role='menuitem'][normalize-space()='PatSnap spend']")))
     browser.find_element(By.XPATH, "//a[@role='menuitem'][normalize-space()='PatSnap spend']").click()
@@ -294,13 +297,16 @@ def test_the_connection_list_s_test_button_passes_for_a_patsnap_connection_with_
     """Airflow 3.3.2's Test button sends port 0 for an empty port, which the server refuses; a PatSnap
     connection stored with its port (the form keeps the field: tests/unit/test_provider_info.py) passes:
     the server tests it with the stored credentials and a token is fetched from the emulator."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(airflow_ui.base + "/connections")
     test = "//tr[.//*[normalize-space()='patsnap_console']]//button[@aria-label='Test Connection']"
-    WebDriverWait(browser, 60).until(until.element_to_be_clickable((By.XPATH, test))).click()
+    WebDriverWait(browser, 60, ignored_exceptions=(WebDriverException,)).until(
+        until.element_to_be_clickable((By.XPATH, test))
+    ).click()
 
     seen: dict[str, int] = {}  # request id -> HTTP status (the log is read once per call)
 
