@@ -14,7 +14,7 @@ import datetime as dt
 import importlib.util
 import json
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from airflow_provider_patsnap.errors import PatsnapInputError
@@ -23,6 +23,8 @@ from airflow_provider_patsnap.valuation import BOOL, FETCHED_AT, FLOAT, INT, TEX
 #: output_format -> the file name's extension.
 FORMATS = {"jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "parquet": ".parquet"}
 CHUNK = 1 << 20
+#: Records per Parquet row group: fixed, so the same records are the same bytes.
+ROW_GROUP = 10_000
 
 
 NEEDS_PYARROW = "'parquet' needs pyarrow: pip install 'airflow-provider-patsnap[parquet]'"
@@ -47,15 +49,15 @@ def ready(fmt: str) -> None:
             raise PatsnapInputError("output_format", f"{NEEDS_PYARROW} ({exc})") from None
 
 
-def encode(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: str) -> Iterator[bytes]:
-    """``records`` in ``fmt``, as byte chunks."""
+def encode(records: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: str) -> Iterator[bytes]:
+    """``records`` in ``fmt``, as byte chunks, streamed: memory holds one row group, never the file."""
     if fmt == "parquet":
         return _parquet(records, columns)
     lines = _json_lines(records)
     return _gzipped(lines) if fmt == "jsonl.gz" else lines
 
 
-def _json_lines(records: Sequence[dict[str, Any]]) -> Iterator[bytes]:
+def _json_lines(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     for record in records:
         yield (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8", "replace")
 
@@ -64,14 +66,48 @@ def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """``chunks`` as one gzip member, streamed; its header carries no time, so the same records are the
     same bytes (with the same zlib)."""
     packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    pending: list[bytes] = []
+    size = 0
     for chunk in chunks:
-        packed = packer.compress(chunk)
-        if packed:
-            yield packed
-    yield packer.flush()
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= CHUNK:  # one call per MiB, not per line
+            packed = packer.compress(b"".join(pending))
+            pending, size = [], 0
+            if packed:
+                yield packed
+    yield packer.compress(b"".join(pending)) + packer.flush()
 
 
-def _parquet(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> Iterator[bytes]:
+class _Spool:
+    """The file object pyarrow writes to: bytes kept until drained (one row group at a time)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self.parts.append(chunk)
+        self.position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def _parquet(records: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> Iterator[bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -84,12 +120,23 @@ def _parquet(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
         TIMESTAMP: pa.timestamp("ms", tz="UTC"),  # Parquet has no seconds unit
     }
     schema = pa.schema([pa.field(name, types[kind]) for name, kind in columns])
-    rows = [{**record, FETCHED_AT: _instant(record.get(FETCHED_AT))} for record in records]
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
-    view = memoryview(sink.getvalue())
-    for start in range(0, len(view), CHUNK):
-        yield bytes(view[start : start + CHUNK])
+    spool = _Spool()
+    writer = pq.ParquetWriter(spool, schema)
+    rows: list[dict[str, Any]] = []
+
+    def row_group() -> bytes:
+        writer.write_table(pa.Table.from_pylist(rows, schema=schema), row_group_size=ROW_GROUP)
+        rows.clear()
+        return spool.drain()
+
+    for record in records:
+        rows.append({**record, FETCHED_AT: _instant(record.get(FETCHED_AT))})
+        if len(rows) >= ROW_GROUP:
+            yield row_group()
+    if rows or not spool.position:
+        yield row_group()
+    writer.close()
+    yield spool.drain()
 
 
 def _instant(value: Any) -> dt.datetime | None:

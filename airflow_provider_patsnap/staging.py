@@ -35,8 +35,9 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from airflow_provider_patsnap.errors import PatsnapDestinationError, PatsnapDownloadError
@@ -328,3 +329,32 @@ def _destination_error(final: Any, exc: OSError) -> PatsnapDestinationError:
         f"cannot write {user_uri(final)}: {type(exc).__name__}; check that the bucket or folder "
         "exists and the connection may write there"
     )
+
+
+def put_checkpoint(path: Any, data: bytes | Iterable[bytes]) -> None:
+    """A small checkpoint file that is whole or absent, in constant time (no sweep, no fsync).
+
+    Unlike a published output it may be replaced, and it needs to outlive a killed process, not a
+    crashed machine: a file an OS crash cut short fails to parse and is read as absent (fetched
+    again). Locally it is written under a private temporary name and renamed; an object appears whole.
+    """
+    chunks = [data] if isinstance(data, bytes) else data
+    if not is_local(path):
+        with path.open("wb") as remote:
+            for chunk in chunks:
+                remote.write(chunk)
+        return
+    target = os.path.abspath(path.path)
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f"{PART_MARK}{os.getpid()}-{threading.get_ident()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

@@ -146,27 +146,49 @@ def patent_list(parameter: str, values: Any) -> list[str]:
         values = rendered_text(parameter, values).split(",")
     if not isinstance(values, Iterable) or isinstance(values, (bytes, bytearray, dict)):
         raise PatsnapInputError(parameter, f"must be a list of strings, got {type(values).__name__}")
-    out: list[str] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(values):
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            raise PatsnapInputError(parameter, f"item {index} is empty; remove blank entries")
-        if not isinstance(raw, (str, int)) or isinstance(raw, bool):
-            raise PatsnapInputError(parameter, f"item {index} must be a string, got {type(raw).__name__}")
-        text = rendered_text(f"{parameter}[{index}]", str(raw)).strip()
-        if "," in text:
-            raise PatsnapInputError(parameter, f"item {index} ({text!r}) contains a comma; pass one id per item")
-        if any(ch in text for ch in _LIST_PUNCTUATION):
-            raise PatsnapInputError(
-                parameter,
-                f"item {index} ({text[:60]!r}) contains quotes or brackets, which no patent number or id has; "
-                f"nothing was sent to PatSnap; {NATIVE_HINT}",
-            )
-        key = text.upper()
-        if key not in seen:
-            seen.add(key)
-            out.append(text)
-    return out
+    checked = (patent_value(parameter, f"item {i}", raw, f"{parameter}[{i}]") for i, raw in enumerate(values))
+    return unique_patents(parameter, checked)
+
+
+def patent_value(parameter: str, where: str, raw: Any, name: str | None = None) -> str:
+    """One patent number or id, checked (``where`` names it in an error: ``item 3``, ``line 12``;
+    ``name`` is the parameter as a template gone wrong is reported)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise PatsnapInputError(parameter, f"{where} is empty; remove blank entries")
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+        raise PatsnapInputError(parameter, f"{where} must be a string, got {type(raw).__name__}")
+    text = rendered_text(name or f"{parameter} {where}", str(raw)).strip()
+    if "," in text:
+        raise PatsnapInputError(parameter, f"{where} ({text[:60]!r}) contains a comma; pass one id per item")
+    if any(ch in text for ch in _LIST_PUNCTUATION):
+        raise PatsnapInputError(
+            parameter,
+            f"{where} ({text[:60]!r}) contains quotes or brackets, which no patent number or id has; "
+            f"nothing was sent to PatSnap; {NATIVE_HINT}",
+        )
+    return text
+
+
+class UniquePatents:
+    """A patent list without duplicates (first occurrence wins, case-insensitive), built one value at a time."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._seen: set[str] = set()
+
+    def add(self, text: str) -> None:
+        key = text if text.isupper() else text.upper()  # the text itself when already upper: no copy
+        if key not in self._seen:
+            self._seen.add(key)
+            self.values.append(text)
+
+
+def unique_patents(parameter: str, values: Iterable[str]) -> list[str]:
+    """``values`` without duplicates (first occurrence wins, case-insensitive)."""
+    unique = UniquePatents()
+    for text in values:
+        unique.add(text)
+    return unique.values
 
 
 def patents(patent_numbers: Any, patent_ids: Any) -> tuple[list[str], list[str]]:

@@ -2,8 +2,11 @@
 
 P035 valuation, P036 technology, P037 legal, P038 market, P039 strategic and P040 economic
 indicators, 100 patents per request and a few requests at a time under the account's rate limit,
-merged into one typed record per patent and written as JSON Lines to
-``<lake>/patsnap/portfolio_valuation/dt=<run date>/patent_indicators.jsonl``. Completed batches are
+merged into one typed record per patent and streamed as Parquet (the ``parquet`` extra; typed
+columns and a ``fetched_at`` timestamp, ready for Athena, Trino, Spark or DuckDB) to
+``<lake>/patsnap/portfolio_valuation/dt=<run date>/patent_indicators.parquet``. The portfolio is
+read from ``PATSNAP_PORTFOLIO_FILE`` (``.txt``, ``.csv`` or ``.parquet``, a path or URI) by the task
+itself, once per run: a retry buys the list its first attempt read. Completed batches are
 checkpointed beside the output, so a retry after an outage fetches (and pays for) only the rest.
 The write emits an Asset event (its ``extra`` carries the file's ``uri``) for downstream modelling.
 """
@@ -18,16 +21,16 @@ from typing import Any
 from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, Asset, task
+    from airflow.sdk import DAG, Asset
 except ImportError:  # Airflow 2.11
     from airflow import DAG
     from airflow.datasets import Dataset as Asset
-    from airflow.decorators import task
 
 # --- Configuration -------------------------------------------------------------------------
 LAKE_URI = os.environ.get("PATSNAP_LAKE_URI", "file:///tmp/patsnap-lake").rstrip("/")
 LAKE_CONN_ID = os.environ.get("PATSNAP_LAKE_CONN_ID") or None
 PORTFOLIO_FILE = os.environ.get("PATSNAP_PORTFOLIO_FILE", str(Path(__file__).with_name("sample_portfolio.txt")))
+PORTFOLIO_CONN_ID = os.environ.get("PATSNAP_PORTFOLIO_CONN_ID") or None
 INDICATORS = ["valuation", "technology", "legal", "market", "strategic", "economic"]
 PORTFOLIO_VALUATION = Asset(f"{LAKE_URI}/patsnap/portfolio_valuation")
 
@@ -41,7 +44,7 @@ def run_date(dag_run: Any) -> str:
 
 with DAG(
     dag_id="patsnap_portfolio_valuation_to_lake",
-    description="All six PatSnap valuation indicators for the portfolio, as JSON Lines",
+    description="All six PatSnap valuation indicators for the portfolio, as Parquet",
     schedule="@monthly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -56,17 +59,12 @@ with DAG(
     },
     user_defined_macros={"run_date": run_date},
 ) as dag:
-
-    @task
-    def load_portfolio() -> list[str]:
-        """Read the portfolio at run time (never at DAG parse time)."""
-        lines = Path(PORTFOLIO_FILE).read_text(encoding="utf-8").splitlines()
-        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
     PatsnapPatentIndicatorsOperator(
         task_id="portfolio_valuation",
-        patent_numbers=load_portfolio(),
+        patents_from=PORTFOLIO_FILE,  # read by the task at run time, never at DAG parse time
+        patents_from_conn_id=PORTFOLIO_CONN_ID,
         indicators=INDICATORS,
+        output_format="parquet",
         destination=LAKE_URI + "/patsnap/portfolio_valuation/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,
         # A re-run of the day rewrites its partition (outputs are kept unless told otherwise).

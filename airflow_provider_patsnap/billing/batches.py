@@ -27,23 +27,28 @@ Where it is kept:
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from airflow_provider_patsnap.billing.run import TaskRun
 from airflow_provider_patsnap.hooks._batches import ReplayBudget
-from airflow_provider_patsnap.staging import sha256_of, write_lines_atomically
+from airflow_provider_patsnap.staging import put_checkpoint, sha256_of, write_lines_atomically
 from airflow_provider_patsnap.valuation import Batch
 
 STAGING_FOLDER = ".patsnap-staging"
 BATCH_KEY = "patsnap_batch"
 REPLAYS_KEY = "patsnap_batch_replays"
 DONE_KEY = "patsnap_output"
+PATENTS_KEY = "patsnap_patents"
 #: XCom mode keeps batch results in the metadata DB: only while they are small.
 MEMORY_LIMIT = 1000
 _DONE = "done.json"
 _REPLAYS = "replays.json"
+_PATENTS = "patents.tsv"
+_END = "end\n"
 
 
 def request_digest(indicators: Sequence[str], numbers: Sequence[str], ids: Sequence[str]) -> str:
@@ -75,10 +80,31 @@ class BatchBook(ReplayBudget):
 
     def completed(self, batches: Sequence[Batch]) -> dict[str, list[Any]]:
         """Batches an earlier attempt of this run already has (no call, no bill)."""
-        return {}
+        found = {batch.key: self.load(batch) for batch in batches}
+        return {key: items for key, items in found.items() if items is not None}
+
+    def load(self, batch: Batch) -> list[Any] | None:
+        """The items of ``batch`` if an earlier attempt of this run kept them."""
+        return None
 
     def save(self, batch: Batch, items: list[Any]) -> None:
-        """Keep one answered batch (called as each batch is answered)."""
+        """Keep one answered batch (called as each batch is answered; costs the same whatever came before)."""
+
+    def pinned(self) -> tuple[list[str], list[str]] | None:
+        """The patents (numbers, ids) an earlier attempt of this run read from its source, if kept."""
+        return None
+
+    def pin(self, numbers: list[str], ids: list[str]) -> tuple[list[str], list[str]]:
+        """The patents of this run: what an earlier attempt pinned, else these (pinned now, where they
+        can be kept), so a retry asks for the list the run started with even if its source changed."""
+        pinned = self.pinned()
+        if pinned is not None:
+            return pinned
+        self._pin(numbers, ids)
+        return numbers, ids
+
+    def _pin(self, numbers: list[str], ids: list[str]) -> None:
+        """Keep the list (where this book can)."""
 
     def interrupted(self, keys: list[str]) -> None:
         self.lost(keys)
@@ -105,6 +131,7 @@ class StagedBook(BatchBook):
         name = hashlib.sha256(final.name.encode()).hexdigest()[:16]
         self.prefix = f"{name}.{run.identity.instance_digest}."
         self.folder = final.parent / STAGING_FOLDER / f"{self.prefix}r{run.identity.run}"
+        self._keys: set[str] | None = None
         self._carry(self._read(_REPLAYS))
 
     def _read(self, name: str) -> Any:
@@ -114,26 +141,51 @@ class StagedBook(BatchBook):
             return None
 
     def _write(self, name: str, value: Any) -> None:
-        write_lines_atomically(self.folder / name, iter([_dumps(value)]), key=name)
+        write_lines_atomically(self.folder / name, iter([_dumps(value)]), key=name)  # fsynced: the done marker
 
-    def completed(self, batches: Sequence[Batch]) -> dict[str, list[Any]]:
-        wanted = {b.key for b in batches}
-        try:  # one listing: a file exists only once it is whole (staged, then published)
-            keys = [p.stem for p in self.folder.iterdir() if p.suffix == ".json" and p.stem in wanted]
-        except (FileNotFoundError, NotADirectoryError):
-            keys = []
-        out: dict[str, list[Any]] = {}
-        for key in keys:
-            items = self._read(f"{key}.json")
-            if isinstance(items, list):
-                out[key] = items
-        return out
+    def _kept(self) -> set[str]:
+        if self._keys is None:
+            try:  # one listing per attempt: a file exists only once it is whole
+                self._keys = {p.stem for p in self.folder.iterdir() if p.suffix == ".json"}
+            except (FileNotFoundError, NotADirectoryError):
+                self._keys = set()
+        return self._keys
+
+    def load(self, batch: Batch) -> list[Any] | None:
+        if batch.key not in self._kept():
+            return None
+        items = self._read(f"{batch.key}.json")
+        return items if isinstance(items, list) else None
 
     def save(self, batch: Batch, items: list[Any]) -> None:
-        self._write(f"{batch.key}.json", items)
+        put_checkpoint(self.folder / f"{batch.key}.json", _dumps(items))
+
+    def pinned(self) -> tuple[list[str], list[str]] | None:
+        pinned: tuple[list[str], list[str]] = ([], [])
+        whole = False
+        try:
+            with (self.folder / _PATENTS).open("rb") as handle:
+                # Wrapped here: Airflow 2's tracked file objects cannot be iterated themselves.
+                for line in io.TextIOWrapper(handle, encoding="utf-8"):
+                    whole = line == _END
+                    kind, _, value = line.rstrip("\n").partition("\t")
+                    if value and kind in ("n", "i"):
+                        pinned[kind == "i"].append(value)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not whole:  # no end line: a file an OS crash cut short (read again from the source)
+            return None
+        self.run.log.info(
+            "Using the %d patent(s) this run started with (pinned by its first attempt).", sum(map(len, pinned))
+        )
+        return pinned
+
+    def _pin(self, numbers: list[str], ids: list[str]) -> None:
+        lines = (f"{kind}\t{value}\n".encode() for kind, values in (("n", numbers), ("i", ids)) for value in values)
+        put_checkpoint(self.folder / _PATENTS, itertools.chain(lines, [_END.encode()]))
 
     def saved(self) -> None:
-        self._write(_REPLAYS, self._all_counts())
+        put_checkpoint(self.folder / _REPLAYS, _dumps(self._all_counts()))
 
     def finished(self, digest: str) -> dict[str, Any] | None:
         done = self.run.record(DONE_KEY) if self.run.durable else self._read(_DONE)
@@ -159,16 +211,17 @@ class StagedBook(BatchBook):
             self._write(_DONE, done)
         root = self.folder.parent
         try:
-            for path in list(self.folder.iterdir()) if self.folder.exists() else []:
-                if not (keep_file and path.name == _DONE):
-                    path.unlink()
+            # One listing and one bulk removal (an object store deletes a thousand keys per request).
+            doomed = [p.path for p in self.folder.iterdir() if not (keep_file and p.name == _DONE)]
+            if doomed:
+                self.folder.fs.rm(doomed)
             # Earlier runs of this task instance (before a clear); never another task's, nor another run's.
             for folder in [p for p in root.iterdir() if p.name.startswith(self.prefix)]:
                 if not (keep_file and folder.name == self.folder.name):
                     folder.fs.rm(folder.path, recursive=True)
             if not any(True for _ in root.iterdir()):
                 root.fs.rm(root.path, recursive=True)
-        except OSError:
+        except (OSError, NotADirectoryError):
             pass  # leftovers are harmless: hidden, and this task instance's own
 
 
@@ -181,16 +234,26 @@ class StoredBook(BatchBook):
         super().__init__(run, replays)
         self._carry((run.record(REPLAYS_KEY) or {}).get("counts"))
 
-    def completed(self, batches: Sequence[Batch]) -> dict[str, list[Any]]:
-        out = {}
-        for batch in batches:
-            entry = self.run.record(f"{BATCH_KEY}:{batch.key}")
-            if entry is not None and isinstance(entry.get("items"), list):
-                out[batch.key] = entry["items"]
-        return out
+    def load(self, batch: Batch) -> list[Any] | None:
+        entry = self.run.record(f"{BATCH_KEY}:{batch.key}")
+        items = entry.get("items") if entry is not None else None
+        return items if isinstance(items, list) else None
+
+    def pinned(self) -> tuple[list[str], list[str]] | None:
+        pinned = self.run.record(PATENTS_KEY) or {}
+        numbers, ids = pinned.get("numbers"), pinned.get("ids")
+        if not (_texts(numbers) and _texts(ids)):
+            return None
+        self.run.log.info(
+            "Using the %d patent(s) this run started with (pinned by its first attempt).", len(numbers) + len(ids)
+        )
+        return numbers, ids
 
     def save(self, batch: Batch, items: list[Any]) -> None:
         self.run.write(f"{BATCH_KEY}:{batch.key}", items=json.loads(_dumps(items)))
+
+    def _pin(self, numbers: list[str], ids: list[str]) -> None:
+        self.run.write(PATENTS_KEY, numbers=numbers, ids=ids)
 
     def saved(self) -> None:
         self.run.write(REPLAYS_KEY, counts=self._all_counts())
@@ -213,6 +276,10 @@ def open_book(run: TaskRun, final: Any | None, patents: int, replays: int) -> Ba
         reason,
     )
     return BatchBook(run, replays)
+
+
+def _texts(value: Any) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _dumps(value: Any) -> bytes:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from airflow_provider_patsnap.errors import Outcome, PatsnapError, PatsnapRetryableError
@@ -89,51 +90,96 @@ def fetch_batches(
     budget: ReplayBudget | None = None,
     log: Any = None,
 ) -> dict[str, list[Any]]:
-    """Items per batch key, ``concurrency`` requests at a time.
+    """Items per batch key (``stream_batches``, collected)."""
+    return {batch.key: items for batch, items in stream_batches(fetch, batches, concurrency, on_batch, budget, log)}
 
-    ``on_batch`` runs in the calling thread as each batch completes (so it can checkpoint it). On
-    the first error the rest stop at once: batches not yet started are cancelled and those in
-    flight send nothing more (``fetch`` gets a ``stop`` event). Batches already answered are still
-    handed to ``on_batch``, also when this thread is interrupted (a timeout, SIGTERM, a checkpoint
-    that cannot be written), and those still in flight then are handed to ``budget.interrupted``;
-    then the error is raised.
+
+def stream_batches(
+    fetch: Fetch,
+    batches: Iterable[Batch],
+    concurrency: int,
+    on_batch: Callable[[Batch, list[Any]], None] | None = None,
+    budget: ReplayBudget | None = None,
+    log: Any = None,
+    ahead: int | None = None,
+    known: Callable[[Batch], list[Any] | None] | None = None,
+) -> Iterator[tuple[Batch, list[Any]]]:
+    """``(batch, items)`` in the order of ``batches``, ``concurrency`` requests at a time.
+
+    ``batches`` is read lazily and at most ``ahead`` (default ``4 x concurrency``) batches are in
+    hand beyond the one the caller waits for, so memory does not grow with the portfolio. A batch
+    ``known`` answers (a checkpoint, a reused result) is passed through in its place, not sent. ``on_batch``
+    runs in the calling thread as soon as each batch completes, in any order (so it can checkpoint
+    it). On the first error the rest stop at once: batches not yet started are cancelled and those
+    in flight send nothing more (``fetch`` gets a ``stop`` event). Batches already answered are still
+    handed to ``on_batch``, also when this generator is interrupted (a timeout, SIGTERM, a consumer
+    that fails or stops reading), and those still in flight then are handed to
+    ``budget.interrupted``; then the error is raised.
     """
-    results: dict[str, list[Any]] = {}
-    if not batches:
-        return results
     budget = budget if budget is not None else ReplayBudget(0)
+    limit = max(1, ahead if ahead is not None else 4 * concurrency)
+    source = iter(batches)
+    window: deque[tuple[Batch, Future[list[Any]]]] = deque()
+    kept: set[Future[list[Any]]] = set()
     stop = threading.Event()
-    error: BaseException | None = None
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(batches)), thread_name_prefix="patsnap-batch")
-    futures = {pool.submit(_with_replays, fetch, batch, stop, budget, log): batch for batch in batches}
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="patsnap-batch")
 
-    def keep(future: Future[list[Any]]) -> None:
-        batch = futures[future]
-        results[batch.key] = future.result()
-        if on_batch is not None:
-            on_batch(batch, results[batch.key])
-        budget.flush()
+    def fill() -> None:
+        while len(window) <= limit and not stop.is_set():
+            batch = next(source, None)
+            if batch is None:
+                return
+            items = known(batch) if known is not None else None
+            if items is None:
+                window.append((batch, pool.submit(_with_replays, fetch, batch, stop, budget, log)))
+            else:
+                answered: Future[list[Any]] = Future()
+                answered.set_result(items)
+                kept.add(answered)
+                window.append((batch, answered))
+
+    def keep_answered() -> BaseException | None:
+        """Hand every newly answered batch to ``on_batch``; the first real failure, if any."""
+        failure: BaseException | None = None
+        for batch, future in window:
+            if future in kept or not future.done() or future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                kept.add(future)
+                if on_batch is not None:
+                    on_batch(batch, future.result())
+                budget.flush()
+            elif failure is None and not isinstance(error, Stopped):
+                failure = error
+        return failure
 
     try:
-        for future in as_completed(futures):
-            if future.cancelled():
-                continue
-            failure = future.exception()
-            if failure is None:
-                keep(future)
-            elif error is None and not isinstance(failure, Stopped):
-                error = failure
+        fill()
+        while window:
+            head = window[0][1]
+            if not head.done():
+                wait([f for _, f in window if not f.done()], return_when=FIRST_COMPLETED)
+            failure = keep_answered()
+            if failure is not None:
                 stop.set()
-                for pending in futures:
-                    pending.cancel()
-    except BaseException:
+                for _, future in window:
+                    future.cancel()
+                wait([f for _, f in window if not f.cancelled()])
+                keep_answered()
+                raise failure
+            while window and window[0][1] in kept:
+                batch, future = window.popleft()
+                kept.discard(future)
+                fill()
+                yield batch, future.result()
+    except BaseException:  # includes GeneratorExit: keep whatever PatSnap has answered (and billed)
         stop.set()
-        for future, batch in futures.items():  # keep whatever PatSnap has answered (and billed)
-            answered = future.done() and not future.cancelled() and future.exception() is None
-            if answered and batch.key not in results:
-                with contextlib.suppress(Exception):
-                    keep(future)
-        in_flight = [batch.key for future, batch in futures.items() if future.running()]
+        for _, future in window:
+            future.cancel()
+        with contextlib.suppress(Exception):
+            keep_answered()
+        in_flight = [batch.key for batch, future in window if future.running()]
         if in_flight:
             with contextlib.suppress(Exception):
                 budget.interrupted(in_flight)
@@ -142,9 +188,6 @@ def fetch_batches(
         pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             budget.flush()
-    if error is not None:
-        raise error
-    return results
 
 
 def _with_replays(fetch: Fetch, batch: Batch, stop: threading.Event, budget: ReplayBudget, log: Any) -> list[Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from airflow_provider_patsnap.errors import (
     classify_code,
 )
 from airflow_provider_patsnap.hooks import _drivers, _purchase, _retry
-from airflow_provider_patsnap.hooks._batches import ReplayBudget, fetch_batches
+from airflow_provider_patsnap.hooks._batches import ReplayBudget, stream_batches
 from airflow_provider_patsnap.hooks._config import PatsnapConfig, config_from_connection
 from airflow_provider_patsnap.hooks._core import TOKEN_PATH, CallCore
 from airflow_provider_patsnap.hooks._download import DOWNLOAD_CHUNK, ReportDownloader
@@ -402,11 +402,23 @@ class PatsnapHook(BaseHook):
         on_batch: Callable[[valuation.Batch, list[Any]], None] | None = None,
         budget: ReplayBudget | None = None,
     ) -> dict[str, list[Any]]:
-        """PatSnap's raw items per batch key, a few requests at a time under the rate limit
-        (``_batches.fetch_batches``: on the first error or an interruption the rest stop at once, and
-        every batch PatSnap answered is still handed to ``on_batch``). Batches are billable: one whose
-        answer was lost is sent again only while ``budget`` allows (default: the connection's
-        ``max_ambiguous_replays`` per batch, within this call)."""
+        """PatSnap's raw items per batch key (``stream_batches``, collected)."""
+        return {batch.key: items for batch, items in self.stream_batches(batches, on_batch=on_batch, budget=budget)}
+
+    def stream_batches(
+        self,
+        batches: Iterable[valuation.Batch],
+        *,
+        on_batch: Callable[[valuation.Batch, list[Any]], None] | None = None,
+        budget: ReplayBudget | None = None,
+        known: Callable[[valuation.Batch], list[Any] | None] | None = None,
+    ) -> Iterator[tuple[valuation.Batch, list[Any]]]:
+        """``(batch, PatSnap's raw items)`` in the order of ``batches`` (read lazily), a few requests at
+        a time under the rate limit (``_batches.stream_batches``: on the first error or an interruption
+        the rest stop at once, and every batch PatSnap answered is still handed to ``on_batch``; a batch
+        ``known`` answers is not sent). Batches are billable: one whose answer was lost is sent again
+        only while ``budget`` allows (default: the connection's ``max_ambiguous_replays`` per batch,
+        within this call)."""
         budget = budget if budget is not None else ReplayBudget(self.config.max_ambiguous_replays)
         if budget.pause is None:
             budget.pause = self._replay_pause
@@ -422,7 +434,8 @@ class PatsnapHook(BaseHook):
                 where=where,
             )
 
-        return fetch_batches(fetch, batches, self.config.max_concurrency, on_batch, budget, self.log)
+        concurrency = self.config.max_concurrency
+        return stream_batches(fetch, batches, concurrency, on_batch, budget, self.log, known=known)
 
     def _replay_pause(self, replay: int) -> None:
         """Back off before sending a batch again: a lost answer is often an outage that has not ended."""

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_patsnap import metrics, record_files, validation, valuation
-from airflow_provider_patsnap.billing import TaskRun, open_book, request_digest
+from airflow_provider_patsnap import metrics, portfolio, record_files, validation, valuation
+from airflow_provider_patsnap.billing import BatchBook, TaskRun, open_book, request_digest
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks._purchase import Scope, quietly
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.ledger.model import Purchase
 from airflow_provider_patsnap.links import PatsnapApiDocsLink, PatsnapOutputLink
+from airflow_provider_patsnap.operators import _indicator_stream
 from airflow_provider_patsnap.operators._common import (
     airflow_failure_semantics,
     annotate_outlet_events,
@@ -23,6 +24,14 @@ from airflow_provider_patsnap.operators._common import (
     spending,
     spent,
     units_cap,
+)
+from airflow_provider_patsnap.operators._indicator_stream import (
+    FETCHED_AT,
+    Missing,
+    Reuse,
+    indicator_records,
+    input_key,
+    normal,
 )
 from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.storage import Destination, user_uri
@@ -59,6 +68,8 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "patent_numbers",
         "patent_ids",
+        "patents_from",
+        "patents_from_conn_id",
         "indicators",
         "destination",
         "destination_conn_id",
@@ -81,9 +92,13 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         reuse_within: dt.timedelta | int | None = None,
         output_format: str = "jsonl",
         max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
+        patents_from: Any = None,
+        patents_from_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(patents_from, str) and patents_from and "{{" not in patents_from:
+            portfolio.Source.parse(patents_from)  # a wrong kind of file fails at DAG parse time
         units_cap(max_billable_units)
         reuse_window(reuse_within)
         self.output_format = record_files.output_format(output_format)
@@ -95,6 +110,8 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             valuation.indicators(indicators)  # a typo fails at DAG parse time
         self.patent_numbers = patent_numbers
         self.patent_ids = patent_ids
+        self.patents_from = patents_from
+        self.patents_from_conn_id = patents_from_conn_id
         self.indicators = indicators
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -113,7 +130,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
 
     def _execute(self, context: Any, where: Scope) -> list[dict[str, Any]] | dict[str, Any]:
         specs = valuation.indicators(self.indicators)
-        numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
+        source = self._source()
         target = Destination.parse(self.destination, self.destination_conn_id) if self.destination else None
         if target is None and self.output_format != "jsonl":
             raise PatsnapInputError(
@@ -127,64 +144,134 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             )
         extension = record_files.FORMATS[self.output_format]
         final = target.resolve(self.default_filename.removesuffix(".jsonl") + extension) if target else None
-        self._requested = len(numbers) + len(ids)
-        if final is None and self._requested > self.max_xcom_records:
+        run = TaskRun(context, self.log)
+        replays = self.hook.config.max_ambiguous_replays
+        book = open_book(run, final, 0, replays) if final is not None else None
+        # A file of another format is another request (the default keeps the digests of earlier releases).
+        # A list read from a file is pinned to the run, so there the request is the argument: a retry
+        # after the publish is recognised before the file is read (it may have changed, or be gone).
+        codes = [
+            *(spec.code for spec in specs),
+            *([] if self.output_format == "jsonl" else [f"format:{self.output_format}"]),
+        ]
+        digest = request_digest(codes, [f"from:{source.uri}"], []) if source is not None else None
+        done = book.finished(digest) if book is not None and digest is not None else None
+        if done is None:
+            numbers, ids, kept = self._patents(source, book, run, final is None, replays)
+            digest = digest or request_digest(codes, numbers, ids)
+            done = kept.finished(digest)
+            if done is None:
+                return self._fetch(context, where, specs, final, kept, digest, numbers, ids)
+        # "execute returned but success was not recorded" (a lost worker, a failed XCom push).
+        self.log.info(
+            "An earlier attempt of this run already wrote %s (same request, same bytes): no call.", done["uri"]
+        )
+        return self._published(context, done)
+
+    def _fetch(
+        self,
+        context: Any,
+        where: Scope,
+        specs: Sequence[valuation.Indicator],
+        final: Any,
+        book: BatchBook,
+        digest: str,
+        numbers: list[str],
+        ids: list[str],
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Fetch what the run still needs, streamed into the output (or the XCom), and mark the run done."""
+        missing = Missing(specs, self.max_xcom_records)
+        resumed = [0]
+
+        def checkpoint(batch: valuation.Batch) -> list[Any] | None:
+            items = book.load(batch)
+            resumed[0] += items is not None
+            return items
+
+        records = indicator_records(
+            specs,
+            numbers,
+            ids,
+            stream=lambda batches, known: self.hook.stream_batches(
+                batches, on_batch=self._keeper(book), budget=book, known=known
+            ),
+            checkpoint=checkpoint,
+            missing=missing,
+            reuse=self._reuser(where),
+        )
+        if final is None:
+            rows = list(records)
+            self._log_outcome(book, resumed[0], missing)
+            book.finish(digest, None)
+            self.log.info("%d record(s): %d unit(s) bought, %d reused.", len(rows), where.billed, where.reused)
+            return rows  # XCom mode: the records themselves (what they cost is in the log line above)
+        counted = _Counter(records)
+        chunks = record_files.encode(counted, valuation.record_columns(specs), self.output_format)
+        size = write_lines_atomically(final, chunks, key="indicators", overwrite=self.overwrite)
+        self._log_outcome(book, resumed[0], missing)
+        result = {"uri": user_uri(final), "records": counted.count, "requested": self._requested}
+        result["missing"] = self.missing_value(missing.listed)
+        if missing.truncated:
+            result["missing_counts"] = missing.counts
+        result["ambiguous_replays"] = book.total
+        result = spent(result, where)
+        book.finish(digest, result)
+        self.log.info("Wrote %d record(s), %d bytes, to %s", counted.count, size, result["uri"])
+        return self._published(context, result)
+
+    def _patents(
+        self, source: portfolio.Source | None, book: Any, run: TaskRun, to_xcom: bool, replays: int
+    ) -> tuple[list[str], list[str], BatchBook]:
+        """The run's patents (checked; from a file: as its first attempt read them), and its book."""
+        pinned = book.pinned() if book is not None and source is not None else None
+        if pinned is not None:
+            numbers, ids = pinned
+        elif source is not None:
+            numbers, ids = source.read(self.log)
+        else:
+            numbers, ids = validation.patents(self.patent_numbers, self.patent_ids)
+        requested = len(numbers) + len(ids)
+        if to_xcom and requested > self.max_xcom_records:
             raise PatsnapInputError(
                 "max_xcom_records",
-                f"{self._requested} patents could return {self._requested} records, more than the "
+                f"{requested} patents could return {requested} records, more than the "
                 f"{self.max_xcom_records} XCom may carry (it lives in Airflow's metadata database): give "
                 "destination= to write them to storage, or raise max_xcom_records",
             )
-        run = TaskRun(context, self.log)
-        book = open_book(run, final, self._requested, self.hook.config.max_ambiguous_replays)
-        # A file of another format is another request (the default keeps the digests of earlier releases).
-        formats = [] if self.output_format == "jsonl" else [f"format:{self.output_format}"]
-        digest = request_digest([*(spec.code for spec in specs), *formats], numbers, ids)
-        done = book.finished(digest)
-        if done is not None:
-            # "execute returned but success was not recorded" (a lost worker, a failed XCom push).
-            self.log.info(
-                "An earlier attempt of this run already wrote %s (same request, same bytes): no call.", done["uri"]
+        book = book if book is not None else open_book(run, None, requested, replays)
+        if source is not None and pinned is None:
+            numbers, ids = book.pin(numbers, ids)
+        self._requested = len(numbers) + len(ids)
+        return numbers, ids, book
+
+    def _source(self) -> portfolio.Source | None:
+        if self.patents_from is None or self.patents_from == "":
+            return None
+        if self.patent_numbers or self.patent_ids:
+            raise PatsnapInputError(
+                "patents_from", "give the patents either in a file (patents_from) or as patent_numbers/patent_ids"
             )
-            return self._published(context, done)
-        cached, pages_from_cache = self._reuse(specs, numbers, ids, where)
-        planned = [
-            batch
-            for spec in specs
-            for batch in valuation.plan_batches([spec], *_still_needed(spec, numbers, ids, cached))
-        ]
-        pages = book.completed(planned)
-        if pages:
-            self.log.info(
-                "Resuming: %d of %d batch(es) were fetched by an earlier attempt (%s); fetching the other %d.",
-                len(pages),
-                len(planned),
-                book.kind,
-                len(planned) - len(pages),
-            )
-        todo = [batch for batch in planned if batch.key not in pages]
-        pages.update(self.hook.fetch_batches(todo, on_batch=self._keeper(book), budget=book))
-        pages.update(pages_from_cache)
-        planned = [*planned, *cached]
+        return portfolio.Source.parse(self.patents_from, self.patents_from_conn_id)
+
+    def _log_outcome(self, book: Any, resumed: int, missing: Missing) -> None:
+        if resumed:
+            self.log.info("Resumed: %d batch(es) came from an earlier attempt's checkpoint (%s).", resumed, book.kind)
         if book.total:
             self.log.warning(
                 "%d batch(es) were sent again after a lost answer (each may have been billed).", book.total
             )
-        records, missing = merge(specs, planned, pages, numbers, ids)
-        self._log_missing(missing)
-        if final is None:
-            book.finish(digest, None)
-            self.log.info("%d record(s): %d unit(s) bought, %d reused.", len(records), where.billed, where.reused)
-            return records  # XCom mode: the records themselves (what they cost is in the log line above)
-        chunks = record_files.encode(records, valuation.record_columns(specs), self.output_format)
-        size = write_lines_atomically(final, chunks, key="indicators", overwrite=self.overwrite)
-        result = {"uri": user_uri(final), "records": len(records), "requested": self._requested}
-        result["missing"] = self.missing_value(missing)
-        result["ambiguous_replays"] = book.total
-        result = spent(result, where)
-        book.finish(digest, result)
-        self.log.info("Wrote %d record(s), %d bytes, to %s", len(records), size, result["uri"])
-        return self._published(context, result)
+        for name, inputs in missing.listed.items():
+            if missing.counts[name]:
+                preview = ", ".join(inputs[:10]) + (" ..." if missing.counts[name] > 10 else "")
+                self.log.warning(
+                    "PatSnap returned no %s indicators for %d of %d patent(s): %s",
+                    name,
+                    missing.counts[name],
+                    self._requested,
+                    preview,
+                )
+        if missing.truncated:
+            self.log.warning("The result lists the first %d missing input(s) per indicator.", missing.limit)
 
     def _keeper(self, book: Any) -> Callable[[valuation.Batch, list[Any]], None]:
         """What happens to each answered batch: stamped with when it was fetched, checkpointed, and
@@ -192,7 +279,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         ledger = self.hook.ledger
 
         def keep(batch: valuation.Batch, items: list[Any]) -> None:
-            now = utcnow()
+            now = _indicator_stream.utcnow()
             stamp = now.isoformat(timespec="seconds")
             for item in items:
                 if isinstance(item, dict):
@@ -202,48 +289,42 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
                 by_key = {}
                 for item in items:
                     flat = valuation.flatten(batch.indicator, item)
-                    key = _input_key(batch.param, flat)
+                    key = input_key(batch.param, flat)
                     if key is not None:
                         by_key[key] = {k: v for k, v in item.items() if k != FETCHED_AT}
                 quietly(ledger.store_results, batch.indicator.code, by_key, now)
 
         return keep
 
-    def _reuse(
-        self, specs: Sequence[valuation.Indicator], numbers: list[str], ids: list[str], where: Scope
-    ) -> tuple[list[valuation.Batch], dict[str, list[Any]]]:
-        """With ``reuse_within``: the results the ledger holds for these patents, fetched in the window,
-        as batches already answered (PatSnap is not asked, nor paid, for them)."""
+    def _reuser(self, where: Scope) -> Reuse | None:
+        """With ``reuse_within``: per block, the results the ledger holds for its patents, fetched in the
+        window, served as an answered batch (PatSnap is not asked, nor paid, for them)."""
         window = reuse_window(self.reuse_within)
         if window is None:
-            return [], {}
+            return None
         ledger = require_ledger(self.hook, "reuse_within")
-        since = utcnow() - window
-        batches: list[valuation.Batch] = []
-        pages: dict[str, list[Any]] = {}
-        for spec in specs:
-            for param, values in (("patent_number", numbers), ("patent_id", ids)):
-                keyed = {_normal(param, value): value for value in values}
-                found = ledger.cached_results(spec.code, list(keyed), since)
-                if not found:
-                    continue
-                batch = valuation.Batch(spec, param, tuple(keyed[key] for key in keyed if key in found))
-                batches.append(batch)
-                pages[batch.key] = [{**item, FETCHED_AT: fetched_at} for item, fetched_at in found.values()]
-                reused = len(found)
-                where.add(reused=reused)
-                metrics.count(
-                    "units.reused", reused, serial=spec.code, dag_id=where.task.dag_id if where.task else None
-                )
-                ledger.record_reuse(
-                    Purchase(spec.path, spec.code, f"cache:{batch.key}", reused),
-                    {"id": None, "job_id": None},
-                    where.task,
-                )
-                self.log.info(
-                    "%s: %d result(s) fetched within %s reused from the ledger: not bought.", spec.code, reused, window
-                )
-        return batches, pages
+        since = _indicator_stream.utcnow() - window
+        totals: dict[str, int] = {}
+
+        def reuse(spec: valuation.Indicator, param: str, block: tuple[str, ...]) -> Any:
+            keyed = {normal(param, value): value for value in block}
+            found = ledger.cached_results(spec.code, list(keyed), since)
+            if not found:
+                return None
+            patents = tuple(keyed[key] for key in keyed if key in found)
+            batch = valuation.Batch(spec, param, patents)
+            reused = len(found)
+            where.add(reused=reused)
+            metrics.count("units.reused", reused, serial=spec.code, dag_id=where.task.dag_id if where.task else None)
+            ledger.record_reuse(
+                Purchase(spec.path, spec.code, f"cache:{batch.key}", reused), {"id": None, "job_id": None}, where.task
+            )
+            if not totals.get(spec.code):
+                self.log.info("%s: results fetched within %s are reused from the ledger.", spec.code, window)
+            totals[spec.code] = totals.get(spec.code, 0) + reused
+            return patents, [{**item, FETCHED_AT: fetched_at} for item, fetched_at in found.values()]
+
+        return reuse
 
     def _published(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
         annotate_outlet_events(self.outlets, context, result)
@@ -252,18 +333,6 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
 
     def missing_value(self, missing: dict[str, list[str]]) -> Any:
         return missing
-
-    def _log_missing(self, missing: dict[str, list[str]]) -> None:
-        for name, inputs in missing.items():
-            if inputs:
-                preview = ", ".join(inputs[:10]) + (" ..." if len(inputs) > 10 else "")
-                self.log.warning(
-                    "PatSnap returned no %s indicators for %d of %d patent(s): %s",
-                    name,
-                    len(inputs),
-                    self._requested,
-                    preview,
-                )
 
     @cached_property
     def hook(self) -> PatsnapHook:
@@ -287,7 +356,14 @@ class PatsnapLegalIndicatorsOperator(PatsnapPatentIndicatorsOperator):
     returned nothing for. (Not called ``output``: that name is Airflow's own XComArg property.)
     """
 
-    template_fields: Sequence[str] = ("patent_numbers", "patent_ids", "destination", "destination_conn_id")
+    template_fields: Sequence[str] = (
+        "patent_numbers",
+        "patent_ids",
+        "patents_from",
+        "patents_from_conn_id",
+        "destination",
+        "destination_conn_id",
+    )
     default_filename = "legal_indicators.jsonl"
 
     def __init__(
@@ -312,84 +388,17 @@ class PatsnapLegalIndicatorsOperator(PatsnapPatentIndicatorsOperator):
         return missing["legal"]
 
 
-def merge(
-    specs: Sequence[valuation.Indicator],
-    planned: Sequence[valuation.Batch],
-    pages: dict[str, list[Any]],
-    numbers: list[str],
-    ids: list[str],
-) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-    """One record per patent found (in input order) with every indicator's fields, and what is missing."""
-    clashes = valuation.clashing_fields(specs)
-    by_input: dict[str, dict[str, Any]] = {}
-    found: dict[str, set[str]] = {spec.name: set() for spec in specs}
-    now = utcnow().isoformat(timespec="seconds")
-    for batch in planned:
-        spec = batch.indicator
-        for item in pages.get(batch.key, []):
-            flat = valuation.flatten(spec, item)
-            ident = _input_key(batch.param, flat)
-            if ident is None:
-                continue
-            found[spec.name].add(ident)
-            record = by_input.setdefault(ident, {"pn": flat["pn"], "patent_id": flat["patent_id"]})
-            record["pn"] = record["pn"] or flat["pn"]
-            record["patent_id"] = record["patent_id"] or flat["patent_id"]
-            # When PatSnap computed it: the oldest of its indicators (a reused result keeps its own time).
-            fetched = str(item.get(FETCHED_AT) or now) if isinstance(item, dict) else now
-            record[FETCHED_AT] = min(record.get(FETCHED_AT, fetched), fetched)
-            for name in spec.fields:
-                record[valuation.column_name(spec, name, clashes)] = flat[name]
-    inputs = [("patent_number", n) for n in numbers] + [("patent_id", i) for i in ids]
-    # Input order first; then anything PatSnap returned under a spelling no input matches (paid for: kept).
-    ordered = [by_input[k] for k in (_normal(p, v) for p, v in inputs) if k in by_input]
-    records: list[dict[str, Any]] = []
-    emitted: set[int] = set()
-    for record in [*ordered, *by_input.values()]:
-        if id(record) in emitted:
-            continue
-        emitted.add(id(record))
-        for spec in specs:
-            for name in spec.fields:
-                record.setdefault(valuation.column_name(spec, name, clashes), _empty(spec.fields[name]))
-        records.append(record)
-    missing = {
-        spec.name: [value for param, value in inputs if _normal(param, value) not in found[spec.name]] for spec in specs
-    }
-    return records, missing
+class _Counter:
+    """Records passed through, counted."""
 
+    def __init__(self, records: Iterator[dict[str, Any]]) -> None:
+        self.records = records
+        self.count = 0
 
-def _normal(param: str, value: str) -> str:
-    # PatSnap compares numbers case-insensitively; ids are UUIDs.
-    return f"n:{value.upper()}" if param == "patent_number" else f"i:{value.lower()}"
-
-
-def _input_key(param: str, flat: dict[str, Any]) -> str | None:
-    value = flat["pn"] if param == "patent_number" else flat["patent_id"]
-    return _normal(param, value) if value else None
-
-
-FETCHED_AT = valuation.FETCHED_AT
-
-
-def utcnow() -> dt.datetime:
-    """The clock that stamps ``fetched_at`` (one place, so a test can hold it still)."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _still_needed(
-    spec: valuation.Indicator, numbers: list[str], ids: list[str], cached: list[valuation.Batch]
-) -> tuple[list[str], list[str]]:
-    """The inputs of ``spec`` that no reused batch answers."""
-    served = {(b.param, _normal(b.param, p)) for b in cached if b.indicator == spec for p in b.patents}
-    return (
-        [n for n in numbers if ("patent_number", _normal("patent_number", n)) not in served],
-        [i for i in ids if ("patent_id", _normal("patent_id", i)) not in served],
-    )
-
-
-def _empty(kind: str) -> Any:
-    return [] if kind == valuation.TEXTS else None
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for record in self.records:
+            self.count += 1
+            yield record
 
 
 def _record_cap(value: Any) -> int:

@@ -5,7 +5,9 @@
 2. a worker killed after ``execute`` returned (the indicators were written, success was not
    recorded): the retry must return the published output without buying the portfolio again;
 3. an ``execution_timeout`` while the create waits in the rate limiter: nothing was sent, so the
-   retry creates, once (0.2 recorded "may have run" and every retry failed).
+   retry creates, once (0.2 recorded "may have run" and every retry failed);
+4. a portfolio file rewritten while the task waits for its retry, after a worker was killed part-way:
+   the retry buys only the rest of the list the run started with.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ pytestmark = [
 ]
 
 SOURCE = Path(__file__).resolve().parent / "attempt_dags" / "patsnap_attempts.py"
-DEPLOY, KILLED, TIMEOUT = (
+DEPLOY, KILLED, TIMEOUT, CHANGED = (
     "attempts_deploy_between_retries",
     "attempts_killed_after_execute",
     "attempts_timeout_in_the_limiter",
+    "attempts_portfolio_changed",
 )
 
 
@@ -53,9 +56,10 @@ def deployment() -> Iterator[Deployment]:
             emu,
             procs,
             dags=dags,
-            dag_ids=(DEPLOY, KILLED, TIMEOUT),
+            dag_ids=(DEPLOY, KILLED, TIMEOUT, CHANGED),
             fast_retries=False,  # the DAGs set their own retry delays
             AIRFLOW_CONN_PATSNAP_SLOW=emu.connection_json(qps=0.1),
+            AIRFLOW_CONN_PATSNAP_SERIAL=emu.connection_json(qps=0, max_concurrency=1),
             AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="1",
         )
         try:
@@ -145,3 +149,39 @@ def test_a_timeout_while_the_create_waits_for_its_slot_lets_the_retry_create_onc
     retry_log = dep.task_log(TIMEOUT, run_id, "create", -1, 2).read_text(errors="replace")
     assert "stopped before the R001 create was sent" in retry_log, retry_log[-3000:]
     show(capsys, "timeout in the limiter: try 1 timed out waiting for its slot (nothing sent), try 2 created once")
+
+
+def test_a_portfolio_file_rewritten_between_attempts_is_not_bought(deployment: Deployment, capsys: Any) -> None:
+    dep = deployment
+    dep.prepare()
+    original = [f"CN{800000 + i}A" for i in range(250)]  # three P037 batches
+    dep.portfolio.write_text("".join(f"{n}\n" for n in original))
+    run_id = dep.trigger(CHANGED, "changed")
+    wait_for(
+        lambda: ti_of(dep, CHANGED, run_id, "indicators")["state"] == "up_for_retry",
+        120,
+        "the first try to die after two batches",
+        lambda: dep.diagnostics(CHANGED, run_id),
+        0.2,
+    )
+    first_calls = dep.emu.stats["calls"].get("GET /patent-valuation-data/legal_indicators", 0)
+    # While the task waits for its retry, an upstream job rewrites the file.
+    dep.portfolio.write_text("".join(f"US{900000 + i}B\n" for i in range(250)))
+
+    state = dep.wait_run(CHANGED, run_id, 180)
+
+    ti = ti_of(dep, CHANGED, run_id, "indicators")
+    assert state == "success" and ti["try_number"] == 2, dep.diagnostics(CHANGED, run_id)
+    calls = dep.emu.stats["calls"].get("GET /patent-valuation-data/legal_indicators", 0)
+    assert first_calls in (2, 3) and calls - first_calls == 1, (first_calls, calls)  # only the batch not kept
+    assert dep.emu.billed("/legal_indicators") <= 250 + 50  # at most the last batch, in flight at the kill, twice
+    (output,) = files_under(dep.lake)  # and nothing left beside it
+    assert [line.split('"pn": "')[1].split('"')[0] for line in output.read_text().splitlines()] == original
+    retry_log = dep.task_log(CHANGED, run_id, "indicators", -1, 2).read_text(errors="replace")
+    assert "Using the 250 patent(s) this run started with" in retry_log, retry_log[-3000:]
+    assert "Resumed: 2 batch(es) came from an earlier attempt's checkpoint" in retry_log, retry_log[-3000:]
+    show(
+        capsys,
+        f"portfolio file rewritten between attempts: try 1 killed after 2 batches, try 2 fetched 1 batch of the "
+        f"run's list; P037 calls={calls}",
+    )

@@ -300,16 +300,22 @@ def test_portfolio_valuation_lands_every_indicator_in_the_lake(
 ) -> None:
     from airflow_provider_patsnap.valuation import INDICATORS
 
+    pq = pytest.importorskip("pyarrow.parquet")
     dag = dagbag.get_dag("patsnap_portfolio_valuation_to_lake")
 
     run = dag.test() if logical_date == "default" else dag.test(logical_date=None)
 
     assert set(states(run).values()) == {"success"}
-    (jsonl,) = outputs_under(archive_root / "patsnap" / "portfolio_valuation")
-    assert jsonl.parent.name == f"dt={run_date(run)}"
-    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    (parquet,) = outputs_under(archive_root / "patsnap" / "portfolio_valuation")
+    assert parquet.parent.name == f"dt={run_date(run)}" and parquet.name == "patent_indicators.parquet"
+    table = pq.read_table(parquet)
+    records = table.to_pylist()
     fields = {"pn", "patent_id", "fetched_at"} | {f for spec in INDICATORS.values() for f in spec.fields}
-    assert records and all(set(r) == fields for r in records)
+    assert records and set(table.column_names) == fields
+    lines = Path(dag.get_task("portfolio_valuation").patents_from).read_text().splitlines()
+    portfolio = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    found = {r["pn"] for r in records}
+    assert [r["pn"] for r in records] == [p for p in portfolio if p in found]  # the file's order
     calls = emulator.stats["calls"]
     assert {f"GET {spec.path}" for spec in INDICATORS.values()} <= set(calls)
     assert all(emulator.billed(spec.path) == len(records) for spec in INDICATORS.values())

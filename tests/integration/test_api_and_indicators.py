@@ -239,11 +239,11 @@ def test_a_retried_billable_call_returns_the_first_answer(
 def test_an_indicator_output_is_kept_unless_overwrite(
     emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_patsnap.operators import indicators
+    from airflow_provider_patsnap.operators import _indicator_stream
 
     # Runs without a task instance are separate runs: their bytes match only if fetched_at does.
     still = dt.datetime(2026, 12, 7, 1, 2, 3, tzinfo=dt.timezone.utc)
-    monkeypatch.setattr(indicators, "utcnow", lambda: still)
+    monkeypatch.setattr(_indicator_stream, "utcnow", lambda: still)
     lake = tmp_path / "lake"
     lake.mkdir()
     (lake / "patent_indicators.jsonl").write_text('{"pn": "from another run"}\n')
@@ -266,10 +266,10 @@ def test_indicators_stream_through_gzip_and_read_back_as_the_same_records(
 ) -> None:
     import gzip
 
-    from airflow_provider_patsnap.operators import indicators
+    from airflow_provider_patsnap.operators import _indicator_stream
 
     still = dt.datetime(2026, 12, 7, 1, 2, 3, tzinfo=dt.timezone.utc)
-    monkeypatch.setattr(indicators, "utcnow", lambda: still)
+    monkeypatch.setattr(_indicator_stream, "utcnow", lambda: still)
     patents = [f"CN{200000 + n}A" for n in range(150)]  # two batches
 
     def run(folder: str, **kwargs: Any) -> Any:
@@ -315,10 +315,10 @@ def test_indicators_to_parquet_declare_the_catalogue_s_types_and_read_back_as_th
         pq = pytest.importorskip("pyarrow.parquet", reason="needs the parquet extra")
     import pyarrow as pa
 
-    from airflow_provider_patsnap.operators import indicators
+    from airflow_provider_patsnap.operators import _indicator_stream
 
     still = dt.datetime(2026, 12, 7, 1, 2, 3, tzinfo=dt.timezone.utc)
-    monkeypatch.setattr(indicators, "utcnow", lambda: still)
+    monkeypatch.setattr(_indicator_stream, "utcnow", lambda: still)
     patents = [f"CN{200000 + n}A" for n in range(120)]
     names = ["legal", "technology", "market"]
 
@@ -384,3 +384,97 @@ def test_a_broken_pyarrow_fails_the_parquet_task_before_anything_is_bought(
     with pytest.raises(AirflowFailException, match=r"output_format: 'parquet' needs pyarrow.*libarrow"):
         operator.execute({})
     assert emulator.stats["calls"] == {} and not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------ portfolios from a file
+
+
+def test_a_portfolio_file_is_fetched_once_per_patent_and_written_as_parquet(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [f"CN{500000 + i}A,{'' if i % 3 else f'id-{i:04d}'}" for i in range(250)]
+    (tmp_path / "portfolio.csv").write_text("patent_number,patent_id\n" + "\n".join(rows) + "\nCN500001A,\n")
+    result = PatsnapPatentIndicatorsOperator(
+        task_id="from_file",
+        patents_from=str(tmp_path / "portfolio.csv"),
+        indicators=["legal", "market"],
+        destination=f"{tmp_path}/lake/",
+        output_format="parquet",
+    ).execute({})
+    ids = [f"id-{i:04d}" for i in range(0, 250, 3)]
+    assert result["requested"] == 250  # a row with an id is asked by its id only; the repeated row once
+    for spec in (INDICATORS["legal"], INDICATORS["market"]):
+        assert emulator.billed(spec.path) == result["records"]  # nothing bought twice
+        assert emulator.stats["calls"][f"GET {spec.path}"] == math.ceil(166 / 100) + math.ceil(84 / 100)
+    table = pq.read_table(result["uri"].removeprefix("file://"))
+    assert table.num_rows == result["records"] and table.schema.field("fetched_at").type.tz == "UTC"
+    # Rows with an id were asked by it alone (the emulator knows no such ids: missing, and not bought by number).
+    assert result["missing"]["legal"] == ids and result["missing"]["market"] == ids
+    assert table.column("pn").to_pylist() == [f"CN{500000 + i}A" for i in range(250) if i % 3]
+
+
+def test_a_portfolio_file_and_a_list_together_are_refused_before_any_call(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path
+) -> None:
+    (tmp_path / "p.txt").write_text("CN1\n")
+    with pytest.raises(
+        AirflowFailException, match="nothing was sent to PatSnap: patents_from: give the patents either"
+    ):
+        PatsnapPatentIndicatorsOperator(
+            task_id="both", patents_from=str(tmp_path / "p.txt"), patent_numbers=KNOWN, destination=f"{tmp_path}/"
+        ).execute({})
+    with pytest.raises(PatsnapInputError, match=r"patents_from.*\.txt, \.csv or \.parquet"):
+        PatsnapPatentIndicatorsOperator(task_id="kind", patents_from="portfolio.xlsx")
+    assert not any(name.startswith("GET /patent-valuation") for name in emulator.stats["calls"])
+
+
+def test_a_retry_buys_the_list_its_run_started_with_even_if_the_file_changed(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", emulator.connection_json(max_concurrency=1))
+    portfolio = tmp_path / "portfolio.txt"
+    portfolio.write_text("".join(f"CN{600000 + i}A\n" for i in range(250)))  # three P037 batches
+
+    class Killed(BaseException):  # as a SIGTERM or a timeout arrives in the task's thread
+        pass
+
+    class DiesAfterTwoBatches(PatsnapPatentIndicatorsOperator):
+        def _keeper(self, book: Any) -> Any:
+            keep = super()._keeper(book)
+
+            def keep_then_die(batch: Any, items: list[Any]) -> None:
+                keep(batch, items)
+                self.kept = getattr(self, "kept", 0) + 1
+                if self.kept == 2 and context["ti"].try_number == 1:
+                    raise Killed
+
+            return keep_then_die
+
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="legal", map_index=-1, max_tries=2, try_number=1)
+    context: dict[str, Any] = {"ti": ti}
+    operator = DiesAfterTwoBatches(task_id="legal", patents_from=str(portfolio), destination=f"{tmp_path}/lake/")
+    with pytest.raises(Killed):
+        operator.execute(context)
+    first_calls = emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"]
+
+    portfolio.write_text("".join(f"US{700000 + i}B\n" for i in range(250)))  # rewritten between the attempts
+    ti.try_number = 2
+    result = DiesAfterTwoBatches(task_id="legal", patents_from=str(portfolio), destination=f"{tmp_path}/lake/").execute(
+        context
+    )
+
+    calls = emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"]
+    assert calls - first_calls == 1  # only the batch the first attempt had not kept
+    records = [json.loads(line) for line in Path(result["uri"].removeprefix("file://")).read_text().splitlines()]
+    assert [r["pn"] for r in records] == [f"CN{600000 + i}A" for i in range(250)]  # the run's list, in order
+    assert emulator.billed("/legal_indicators") <= 250 + 50  # at most the batch in flight at the kill, twice
+
+    portfolio.unlink()  # success was not recorded, and the file is gone by the next attempt
+    ti.try_number = 3
+    again = DiesAfterTwoBatches(task_id="legal", patents_from=str(portfolio), destination=f"{tmp_path}/lake/").execute(
+        context
+    )
+    assert again == result and emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"] == calls

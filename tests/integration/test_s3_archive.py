@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import time
@@ -287,3 +288,33 @@ def test_legal_indicators_write_json_lines_to_s3(
     assert [{**line, "fetched_at": None} for line in lines] == [
         {**record, "fetched_at": None} for record in json.loads(json.dumps(in_xcom))
     ]
+
+
+def test_a_portfolio_in_s3_lands_in_s3_as_parquet_and_its_checkpoints_go(
+    emulator: PatsnapEmulator, emu_conn: str, s3: LoopbackS3, bucket: str
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    numbers = [f"CN{710000 + i}A" for i in range(230)]  # three P037 batches
+    s3.client.put_object(
+        Bucket=bucket, Key="in/portfolio.csv", Body=("patent_number\n" + "\n".join(numbers) + "\n").encode()
+    )
+
+    result = PatsnapLegalIndicatorsOperator(
+        task_id="p037_parquet",
+        patents_from=f"s3://{bucket}/in/portfolio.csv",
+        patents_from_conn_id=CONN_ID,
+        destination=f"s3://{bucket}/lake/dt={DAY}/",
+        destination_conn_id=CONN_ID,
+        output_format="parquet",
+    ).execute({})
+
+    key = f"lake/dt={DAY}/legal_indicators.parquet"
+    assert result["uri"] == f"s3://{bucket}/{key}" and result["records"] == 230 and result["missing"] == []
+    assert s3.keys(bucket) == sorted(["in/portfolio.csv", key])  # the checkpoints are gone
+    history = s3.history(bucket)
+    staged = {k for k, size in history if ".patsnap-staging/" in k and size >= 0}
+    assert len([k for k in staged if k.endswith(".json")]) == 3  # one object per answered batch
+    assert any(k.endswith("/patents.tsv") for k in staged)  # the run's list, pinned beside them
+    assert staged == {k for k, size in history if size == -1}  # every one removed after the publish
+    table = pq.read_table(io.BytesIO(s3.get(bucket, key)))
+    assert table.column("pn").to_pylist() == numbers

@@ -18,7 +18,7 @@ from airflow_provider_patsnap.errors import (
     PatsnapConnectionError,
     PatsnapRetryableError,
 )
-from airflow_provider_patsnap.hooks._batches import ReplayBudget, fetch_batches
+from airflow_provider_patsnap.hooks._batches import ReplayBudget, fetch_batches, stream_batches
 from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.valuation import INDICATORS, Batch
 from airflow_provider_patsnap.version_compat import object_storage_path
@@ -55,6 +55,17 @@ class Fetch:
         return answer
 
 
+class Budget(ReplayBudget):
+    """A budget that remembers which batches it was handed as lost at an interruption."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.lost: list[str] = []
+
+    def interrupted(self, keys: list[str]) -> None:
+        self.lost += keys
+
+
 # ------------------------------------------------------------------------------------ replays within a fetch
 
 
@@ -89,14 +100,6 @@ def test_a_refused_batch_is_not_counted_as_a_replay() -> None:
 
 def test_batches_in_flight_at_an_interruption_are_handed_to_the_budget() -> None:
     started = threading.Event()
-
-    class Budget(ReplayBudget):
-        def __init__(self) -> None:
-            super().__init__(1)
-            self.lost: list[str] = []
-
-        def interrupted(self, keys: list[str]) -> None:
-            self.lost += keys
 
     def slow(b: Batch, stop: threading.Event) -> list[Any]:
         started.set()
@@ -218,3 +221,131 @@ def test_without_a_store_or_a_destination_nothing_is_kept_and_the_log_says_so(
     caplog.set_level(logging.WARNING, logger="test_billing_batches")
     book = open_book(run_of(store=TaskStateStore()), None, 10, 1)
     assert book.kind == "none" and "No checkpoint for the indicator batches" in caplog.text
+
+
+# ------------------------------------------------------------------------------------ streaming, bounded
+
+
+def test_streamed_batches_come_back_in_plan_order_with_a_bounded_window() -> None:
+    pulled: list[int] = []
+    yielded: list[int] = []
+    ahead_seen: list[int] = []
+
+    def plan() -> Any:
+        for i in range(40):
+            pulled.append(i)
+            ahead_seen.append(len(pulled) - len(yielded))
+            yield batch(f"CN{i}")
+
+    def fetch(b: Batch, stop: threading.Event) -> list[Any]:
+        time.sleep(0.003 * (int(b.patents[0][2:]) % 5))  # answers arrive out of order
+        return [{"pn": b.patents[0]}]
+
+    checkpointed: list[str] = []
+    for b, items in stream_batches(fetch, plan(), 4, on_batch=lambda b, _: checkpointed.append(b.key), ahead=6):
+        yielded.append(int(b.patents[0][2:]))
+        assert items == [{"pn": b.patents[0]}]
+    assert yielded == list(range(40))  # plan order, whatever order PatSnap answered in
+    assert max(ahead_seen) <= 6 + 2  # never more than the window ahead of the caller, however long the plan
+    assert sorted(checkpointed) == sorted(batch(f"CN{i}").key for i in range(40))
+
+
+def test_a_known_batch_is_passed_through_unsent_and_not_checkpointed_again() -> None:
+    fetch = Fetch(CN2=[[{"pn": "CN2"}]])
+    known = {batch("CN1").key: [{"pn": "CN1", "from": "checkpoint"}]}
+    saved: list[str] = []
+    out = list(
+        stream_batches(
+            fetch,
+            [batch("CN1"), batch("CN2")],
+            2,
+            on_batch=lambda b, _: saved.append(b.patents[0]),
+            known=lambda b: known.get(b.key),
+        )
+    )
+    assert [(b.patents[0], items) for b, items in out] == [
+        ("CN1", [{"pn": "CN1", "from": "checkpoint"}]),
+        ("CN2", [{"pn": "CN2"}]),
+    ]
+    assert fetch.sent == ["CN2"] and saved == ["CN2"]
+
+
+def test_a_consumer_that_stops_reading_hands_the_batches_in_flight_to_the_budget() -> None:
+    release = threading.Event()
+
+    def fetch(b: Batch, stop: threading.Event) -> list[Any]:
+        if b.patents[0] != "CN0":
+            release.wait(2)
+        return [{"pn": b.patents[0]}]
+
+    budget = Budget()
+    saved: list[str] = []
+    stream = stream_batches(
+        fetch, [batch("CN0"), batch("CN1")], 2, on_batch=lambda b, _: saved.append(b.key), budget=budget
+    )
+    first, _ = next(stream)
+    assert first.patents == ("CN0",)
+    time.sleep(0.1)  # CN1 is in flight
+    stream.close()  # e.g. the writer failed: the generator is closed
+    release.set()
+    assert budget.lost == [batch("CN1").key]  # sent and maybe billed: counted, not forgotten
+    assert saved == [batch("CN0").key]
+
+
+# ------------------------------------------------------------------------------------ append-only checkpoints
+
+
+def test_saving_a_batch_costs_the_same_whatever_came_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from airflow_provider_patsnap import staging
+
+    listings: list[str] = []
+    real_scandir, real_listdir = os.scandir, os.listdir
+    monkeypatch.setattr(os, "scandir", lambda p=".": listings.append(str(p)) or real_scandir(p))
+    monkeypatch.setattr(os, "listdir", lambda p=".": listings.append(str(p)) or real_listdir(p))
+    monkeypatch.setattr(staging, "sweep_leftovers", lambda *a, **k: listings.append("sweep") or [])
+    final = local(tmp_path / "out.jsonl")
+    book = StagedBook(run_of(), 1, final)
+    for i in range(200):
+        book.save(batch(f"CN{i}"), [{"pn": f"CN{i}"}])
+    assert listings == []  # no save lists the folder (0.2 rescanned it: quadratic in the portfolio)
+
+    retry = StagedBook(run_of(), 1, final)
+    loaded = [retry.load(batch(f"CN{i}")) for i in range(210)]
+    assert loaded[:200] == [[{"pn": f"CN{i}"}] for i in range(200)] and loaded[200:] == [None] * 10
+    assert len(listings) <= 1  # one listing for the whole resume
+
+
+def test_a_checkpoint_cut_short_is_read_as_not_fetched(tmp_path: Path) -> None:
+    final = local(tmp_path / "out.jsonl")
+    book = StagedBook(run_of(), 1, final)
+    book.save(batch("CN1"), [{"pn": "CN1"}])
+    (Path(book.folder.path) / f"{batch('CN1').key}.json").write_text('[{"pn": "CN')  # an OS crash mid-write
+    assert StagedBook(run_of(), 1, final).load(batch("CN1")) is None  # fetched again, never merged half
+
+
+# ------------------------------------------------------------------------------------ the patent list, pinned
+
+
+def test_the_list_read_by_the_first_attempt_is_the_runs_list(tmp_path: Path) -> None:
+    final = local(tmp_path / "out.jsonl")
+    first = StagedBook(run_of(), 1, final)
+    assert first.pinned() is None
+    assert first.pin(["CN1", "CN2"], ["u-1"]) == (["CN1", "CN2"], ["u-1"])
+
+    retry = StagedBook(run_of(), 1, final)  # the source now says something else: the run's list wins
+    assert retry.pinned() == (["CN1", "CN2"], ["u-1"])
+    assert retry.pin(["US9"], []) == (["CN1", "CN2"], ["u-1"])
+    assert StagedBook(run_of(max_tries=5), 1, final).pinned() is None  # a clear starts a new run: read again
+
+    pinned = Path(first.folder.path) / "patents.tsv"
+    pinned.write_text(pinned.read_text().removesuffix("end\n"))  # cut short by an OS crash
+    assert StagedBook(run_of(), 1, final).pinned() is None
+
+
+def test_in_xcom_mode_the_list_is_pinned_in_the_task_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)
+    store = TaskStateStore()
+    assert open_book(run_of(store=store), None, 2, 1).pin(["CN1"], ["u-1"]) == (["CN1"], ["u-1"])
+    assert open_book(run_of(store=store), None, 2, 1).pin(["US9"], []) == (["CN1"], ["u-1"])

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_patsnap import valuation
 from airflow_provider_patsnap.errors import PatsnapInputError
-from airflow_provider_patsnap.operators.indicators import merge
+from airflow_provider_patsnap.operators._indicator_stream import merge
 from airflow_provider_patsnap.valuation import INDICATORS, Indicator, flatten, plan_batches
 
 

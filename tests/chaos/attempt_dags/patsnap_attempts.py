@@ -23,6 +23,7 @@ except ImportError:  # Airflow 2.11
 RETRIES = 2
 LAKE = os.environ.get("PATSNAP_LAKE_URI", "file:///tmp/patsnap-attempts-lake")
 PORTFOLIO = [f"CN{400000 + i}A" for i in range(250)]  # three P037 batches
+PORTFOLIO_FILE = os.environ.get("PATSNAP_PORTFOLIO_FILE", "/tmp/patsnap-attempts-portfolio.txt")
 
 
 def die() -> None:
@@ -48,6 +49,26 @@ class IndicatorsThenDie(PatsnapLegalIndicatorsOperator):
         if context["ti"].try_number == 1:
             die()
         return result
+
+
+class IndicatorsDieMidway(PatsnapLegalIndicatorsOperator):
+    """The first try's worker dies once two of its batches were answered and checkpointed."""
+
+    def execute(self, context: Any) -> Any:
+        self.try_number = context["ti"].try_number
+        return super().execute(context)
+
+    def _keeper(self, book: Any) -> Any:
+        keep = super()._keeper(book)
+        kept: list[str] = []
+
+        def keep_then_die(batch: Any, items: list[Any]) -> None:
+            keep(batch, items)
+            kept.append(batch.key)
+            if len(kept) == 2 and self.try_number == 1:
+                die()
+
+        return keep_then_die
 
 
 class BusyThenCreate(PatsnapCreateEnterpriseReportOperator):
@@ -77,6 +98,17 @@ with dag("attempts_killed_after_execute"):
         destination=LAKE + "/legal/",
         retries=2,
         retry_delay=timedelta(seconds=1),
+    )
+
+with dag("attempts_portfolio_changed"):
+    # Long enough between tries for the test to rewrite the portfolio file.
+    IndicatorsDieMidway(
+        task_id="indicators",
+        patents_from=PORTFOLIO_FILE,
+        destination=LAKE + "/portfolio/",
+        patsnap_conn_id="patsnap_serial",
+        retries=2,
+        retry_delay=timedelta(seconds=8),
     )
 
 with dag("attempts_timeout_in_the_limiter"):
