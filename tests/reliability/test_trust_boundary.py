@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -254,6 +255,42 @@ def test_a_download_that_trickles_is_stopped_at_its_deadline(
     with pytest.raises(PatsnapDownloadError, match=r"longer than the connection's download_timeout \(1 s\)"):
         download(tmp_path)
     assert files_under(tmp_path) == []
+
+
+def test_a_download_that_trickles_on_a_closing_connection_is_stopped_at_its_deadline(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``Connection: close`` takes the socket away from the pool's connection, and a read that fills a
+    whole buffer would wait for megabytes that come 64 bytes at a time: the deadline still ends it."""
+    connect(monkeypatch, hostile, download_timeout=1, timeout=5)
+    finished(hostile, f"{hostile.url}/dl/r.pdf")
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\n"
+
+    def trickle(ex: Exchange) -> None:
+        ex.wfile.write(head + b"%PDF-1.4\n")
+        for block in endless(b"x" * 64, pause=0.05):
+            ex.wfile.write(block)
+            ex.wfile.flush()
+
+    hostile.routes["/dl/r.pdf"] = trickle
+    started = time.monotonic()
+    with pytest.raises(PatsnapDownloadError, match=r"longer than the connection's download_timeout \(1 s\)"):
+        download(tmp_path)
+    assert time.monotonic() - started < 4
+    assert files_under(tmp_path) == []
+
+
+def test_a_chunked_download_is_stored_byte_for_byte_across_chunk_boundaries(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    connect(monkeypatch, hostile)
+    finished(hostile, f"{hostile.url}/dl/r.pdf")
+    body = PDF[:-7] + os.urandom(50_000) + PDF[-7:]
+    pieces = [body[i : i + 777] for i in range(0, len(body), 777)]  # never aligned with the reads
+    hostile.routes["/dl/r.pdf"] = lambda ex: ex.stream(iter(pieces), {"Content-Type": "application/pdf"})
+    result = download(tmp_path, chunk_size=4096)
+    assert result["size"] == len(body) and result["sha256"] == hashlib.sha256(body).hexdigest()
+    assert (tmp_path / "archive" / result["filename"]).read_bytes() == body
 
 
 def drip(data: bytes, pause: float) -> Any:

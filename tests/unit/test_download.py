@@ -276,44 +276,33 @@ def test_a_report_of_many_chunks_is_hashed_and_stored_byte_for_byte(tmp_path: Pa
     assert (tmp_path / result["filename"]).read_bytes() == body
 
 
-def test_the_background_writer_writes_every_chunk_in_order(tmp_path: Path) -> None:
-    import os
-    import threading
+class SocketlessBody:
+    """A body with no socket beneath (another transport): read through urllib3's ``read``, which records
+    what it was asked for."""
 
-    from airflow_provider_patsnap.hooks._download import BackgroundWriter
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.decode: set[Any] = set()
 
-    chunks = [os.urandom(size) for size in (0, 1, 4096, 1 << 20, 7, 1 << 20)]
-    with open(tmp_path / "out", "wb") as handle, BackgroundWriter(handle, depth=2) as writer:
-        for chunk in chunks:
-            writer.write(chunk)
-    assert (tmp_path / "out").read_bytes() == b"".join(chunks)
-    assert not any(t.name == "patsnap-writer" for t in threading.enumerate())
-
-
-def test_a_write_error_in_the_writer_thread_reaches_the_copy_loop() -> None:
-    import threading
-
-    from airflow_provider_patsnap.hooks._download import BackgroundWriter
-
-    class FullDisk:
-        def write(self, chunk: bytes) -> int:
-            raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError, match="No space left"), BackgroundWriter(FullDisk(), depth=1) as writer:
-        for _ in range(50):  # far more than the queue holds: the producer must not block for ever
-            writer.write(b"x" * 10)
-    assert not any(t.name == "patsnap-writer" for t in threading.enumerate())
+    def read(self, amt: int, decode_content: bool | None = None) -> bytes:
+        self.asked.append(amt)
+        self.decode.add(decode_content)
+        return (b"%PDF-1.4\n" + b"x" * amt)[:amt]
 
 
-def test_the_writer_thread_ends_when_the_copy_fails(tmp_path: Path) -> None:
-    import threading
+def test_an_endless_body_is_read_one_byte_past_the_cap_never_further_nor_decoded(tmp_path: Path) -> None:
+    import time
+    from types import SimpleNamespace
 
-    from airflow_provider_patsnap.hooks._download import BackgroundWriter
-
-    with pytest.raises(ConnectionError), open(tmp_path / "out", "wb") as handle, BackgroundWriter(handle) as writer:
-        writer.write(b"x" * 10)
-        raise ConnectionError("cut")
-    assert not any(t.name == "patsnap-writer" for t in threading.enumerate())
+    body = SocketlessBody()
+    response = SimpleNamespace(headers={"Content-Type": "application/pdf"}, raw=body)
+    downloader = ReportDownloader(LOG, (1.0, 5.0), max_bytes=10_000)
+    with (
+        open(tmp_path / "part", "w+b") as handle,
+        pytest.raises(PatsnapDownloadRejectedError, match=r"max_download_bytes \(10000\)"),
+    ):
+        downloader._stream(response, handle, str(tmp_path / "part"), "r.pdf", 4096, "GET x", time.monotonic())  # type: ignore[arg-type]
+    assert body.asked == [4096, 4096, 10_001 - 8192] and body.decode == {False}
 
 
 @responses.activate
