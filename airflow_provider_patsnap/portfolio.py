@@ -28,6 +28,8 @@ PARAMETER = "patents_from"
 KINDS = (".txt", ".csv", ".parquet")
 COLUMNS = ("patent_number", "patent_id")
 MAX_PATENTS = 10_000_000
+#: A text line longer than this is no patent (the value gate allows 100 characters).
+MAX_LINE = 1024
 
 
 @dataclass(frozen=True)
@@ -92,20 +94,26 @@ Row = tuple[str, "str | None", Any]
 
 
 def _text_rows(handle: Any) -> Iterator[Row]:
-    for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=None), start=1):
-        text = line.strip()
-        if text and not text.startswith("#"):
-            yield f"line {number}", "patent_number", text
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline=None)
+    # Read with a bound: a hostile file with one endless line is refused, never held whole.
+    for number, line in enumerate(iter(lambda: text.readline(MAX_LINE + 1), ""), start=1):
+        if len(line) > MAX_LINE:
+            raise PatsnapInputError(PARAMETER, f"line {number} is longer than {MAX_LINE} characters: not a patent")
+        value = line.strip()
+        if value and not value.startswith("#"):
+            yield f"line {number}", "patent_number", value
 
 
 def _table_rows(handle: Any, kind: str) -> Iterator[Row]:
     if kind == ".csv":
         reader = csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""))
-        header = next(reader, [])
-        index = _columns(header)
-        for number, row in enumerate(reader, start=2):
-            cells = {name: row[i] if i < len(row) else "" for name, i in index.items()}
-            yield _row(f"line {number}", cells)
+        try:
+            index = _columns(next(reader, []))
+            for row in reader:  # a field is at most csv.field_size_limit() (128 KiB) long, a line any
+                cells = {name: row[i] if i < len(row) else "" for name, i in index.items()}
+                yield _row(f"line {reader.line_num}", cells)
+        except csv.Error as exc:
+            raise PatsnapInputError(PARAMETER, f"not a readable CSV file at line {reader.line_num}: {exc}") from None
         return
     try:
         import pyarrow.parquet as pq
@@ -113,14 +121,20 @@ def _table_rows(handle: Any, kind: str) -> Iterator[Row]:
         raise PatsnapInputError(
             PARAMETER, "a .parquet portfolio needs pyarrow: pip install 'airflow-provider-patsnap[parquet]'"
         ) from None
-    table = pq.ParquetFile(handle)
-    index = _columns(table.schema_arrow.names)
-    number = 0
-    for chunk in table.iter_batches(batch_size=65_536, columns=[table.schema_arrow.names[i] for i in index.values()]):
-        columns = {name: chunk.column(position).to_pylist() for position, name in enumerate(index)}
-        for offset in range(chunk.num_rows):
-            number += 1
-            yield _row(f"row {number}", {name: values[offset] for name, values in columns.items()})
+    import pyarrow as pa
+
+    try:
+        table = pq.ParquetFile(handle)
+        index = _columns(table.schema_arrow.names)
+        number = 0
+        names = [table.schema_arrow.names[i] for i in index.values()]
+        for chunk in table.iter_batches(batch_size=65_536, columns=names):
+            columns = {name: chunk.column(position).to_pylist() for position, name in enumerate(index)}
+            for offset in range(chunk.num_rows):
+                number += 1
+                yield _row(f"row {number}", {name: values[offset] for name, values in columns.items()})
+    except pa.ArrowException as exc:
+        raise PatsnapInputError(PARAMETER, f"not a readable Parquet file: {type(exc).__name__}") from None
 
 
 def _columns(names: list[str]) -> dict[str, int]:

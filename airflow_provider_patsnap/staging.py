@@ -33,9 +33,9 @@ import fcntl
 import hashlib
 import os
 import re
+import secrets
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -331,29 +331,40 @@ def _destination_error(final: Any, exc: OSError) -> PatsnapDestinationError:
     )
 
 
-def put_checkpoint(path: Any, data: bytes | Iterable[bytes]) -> None:
-    """A small checkpoint file that is whole or absent, in constant time (no sweep, no fsync).
+def put_checkpoint(path: Any, data: bytes | Iterable[bytes], *, durable: bool = False) -> None:
+    """A small checkpoint file that is whole or absent, in constant time (no folder listing, no sweep).
 
-    Unlike a published output it may be replaced, and it needs to outlive a killed process, not a
-    crashed machine: a file an OS crash cut short fails to parse and is read as absent (fetched
-    again). Locally it is written under a private temporary name and renamed; an object appears whole.
+    Unlike a published output it may be replaced. A batch's file needs to outlive a killed process,
+    not a crashed machine (one an OS crash cut short fails to parse and is read as absent: fetched
+    again); ``durable`` ones (what a run cannot rebuild: its pinned list, its replay counts) are
+    fsynced with their folder. Locally and on other remote file systems it is written under a
+    temporary name of its own (``O_EXCL``, random) and moved into place; an object appears whole.
     """
     chunks = [data] if isinstance(data, bytes) else data
+    temporary_name = f"{PART_MARK}{secrets.token_hex(8)}.tmp"
     if not is_local(path):
-        with path.open("wb") as remote:
+        target = path if path.protocol in OBJECT_STORES else path.parent / temporary_name
+        with target.open("wb") as remote:
             for chunk in chunks:
                 remote.write(chunk)
+        if target is not path:
+            target.fs.mv(target.path, path.path)
         return
-    target = os.path.abspath(path.path)
-    folder = os.path.dirname(target)
+    final = os.path.abspath(path.path)
+    folder = os.path.dirname(final)
     os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f"{PART_MARK}{os.getpid()}-{threading.get_ident()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    temporary = os.path.join(folder, temporary_name)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
-        os.replace(temporary, target)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, final)
+        if durable:
+            _fsync_path(folder)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

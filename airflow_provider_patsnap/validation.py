@@ -12,6 +12,8 @@ from airflow_provider_patsnap.errors import PatsnapInputError
 REPORT_TYPES = ("pdf", "word")
 _LIST_PUNCTUATION = "[]()'\"{}"
 MAX_BATCH = 100
+#: Longer than any patent number (e.g. ``WO2023123456A1``) or id (a UUID): refused as not a patent.
+MAX_PATENT_LENGTH = 100
 
 # GB 32100-2015 unified social credit code: 31-symbol alphabet (no I, O, Z, S, V) and weights.
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -157,7 +159,16 @@ def patent_value(parameter: str, where: str, raw: Any, name: str | None = None) 
         raise PatsnapInputError(parameter, f"{where} is empty; remove blank entries")
     if not isinstance(raw, (str, int)) or isinstance(raw, bool):
         raise PatsnapInputError(parameter, f"{where} must be a string, got {type(raw).__name__}")
-    text = rendered_text(name or f"{parameter} {where}", str(raw)).strip()
+    text = str(raw)
+    if len(text) > MAX_PATENT_LENGTH:
+        raise PatsnapInputError(
+            parameter, f"{where} is {len(text)} characters long; a patent number or id has at most {MAX_PATENT_LENGTH}"
+        )
+    text = rendered_text(name or f"{parameter} {where}", text).strip()
+    if any(ch < " " or ch == "\x7f" for ch in text):
+        raise PatsnapInputError(
+            parameter, f"{where} ({text[:60]!r}) contains a control character (a tab, line break or NUL); remove it"
+        )
     if "," in text:
         raise PatsnapInputError(parameter, f"{where} ({text[:60]!r}) contains a comma; pass one id per item")
     if any(ch in text for ch in _LIST_PUNCTUATION):

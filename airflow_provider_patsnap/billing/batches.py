@@ -26,6 +26,7 @@ Where it is kept:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -47,8 +48,8 @@ PATENTS_KEY = "patsnap_patents"
 MEMORY_LIMIT = 1000
 _DONE = "done.json"
 _REPLAYS = "replays.json"
-_PATENTS = "patents.tsv"
-_END = "end\n"
+_PATENTS = "patents.jsonl"
+_NOT_BATCHES = {_DONE.removesuffix(".json"), _REPLAYS.removesuffix(".json")}
 
 
 def request_digest(indicators: Sequence[str], numbers: Sequence[str], ids: Sequence[str]) -> str:
@@ -87,24 +88,32 @@ class BatchBook(ReplayBudget):
         """The items of ``batch`` if an earlier attempt of this run kept them."""
         return None
 
+    def checkpointed(self) -> int | None:
+        """How many answered batches earlier attempts kept, where that is known without reading them."""
+        return None
+
     def save(self, batch: Batch, items: list[Any]) -> None:
         """Keep one answered batch (called as each batch is answered; costs the same whatever came before)."""
 
-    def pinned(self) -> tuple[list[str], list[str]] | None:
-        """The patents (numbers, ids) an earlier attempt of this run read from its source, if kept."""
+    def pinned(self, source: str) -> tuple[list[str], list[str]] | None:
+        """The patents (numbers, ids) an earlier attempt of this run read from ``source``, if kept (a
+        list read from another source, after a deploy changed the argument, is not this one)."""
         return None
 
-    def pin(self, numbers: list[str], ids: list[str]) -> tuple[list[str], list[str]]:
+    def pin(self, source: str, numbers: list[str], ids: list[str]) -> tuple[list[str], list[str]]:
         """The patents of this run: what an earlier attempt pinned, else these (pinned now, where they
         can be kept), so a retry asks for the list the run started with even if its source changed."""
-        pinned = self.pinned()
+        pinned = self.pinned(source)
         if pinned is not None:
             return pinned
-        self._pin(numbers, ids)
+        self._pin(source, numbers, ids)
         return numbers, ids
 
-    def _pin(self, numbers: list[str], ids: list[str]) -> None:
+    def _pin(self, source: str, numbers: list[str], ids: list[str]) -> None:
         """Keep the list (where this book can)."""
+
+    def _using_pinned(self, count: int) -> None:
+        self.run.log.info("Using the %d patent(s) this run started with (pinned by its first attempt).", count)
 
     def interrupted(self, keys: list[str]) -> None:
         self.lost(keys)
@@ -146,10 +155,13 @@ class StagedBook(BatchBook):
     def _kept(self) -> set[str]:
         if self._keys is None:
             try:  # one listing per attempt: a file exists only once it is whole
-                self._keys = {p.stem for p in self.folder.iterdir() if p.suffix == ".json"}
+                self._keys = {p.stem for p in self.folder.iterdir() if p.suffix == ".json"} - _NOT_BATCHES
             except (FileNotFoundError, NotADirectoryError):
                 self._keys = set()
         return self._keys
+
+    def checkpointed(self) -> int | None:
+        return len(self._kept())
 
     def load(self, batch: Batch) -> list[Any] | None:
         if batch.key not in self._kept():
@@ -160,32 +172,36 @@ class StagedBook(BatchBook):
     def save(self, batch: Batch, items: list[Any]) -> None:
         put_checkpoint(self.folder / f"{batch.key}.json", _dumps(items))
 
-    def pinned(self) -> tuple[list[str], list[str]] | None:
+    def pinned(self, source: str) -> tuple[list[str], list[str]] | None:
         pinned: tuple[list[str], list[str]] = ([], [])
-        whole = False
+        end: Any = None
         try:
             with (self.folder / _PATENTS).open("rb") as handle:
-                # Wrapped here: Airflow 2's tracked file objects cannot be iterated themselves.
-                for line in io.TextIOWrapper(handle, encoding="utf-8"):
-                    whole = line == _END
-                    kind, _, value = line.rstrip("\n").partition("\t")
-                    if value and kind in ("n", "i"):
-                        pinned[kind == "i"].append(value)
-        except (FileNotFoundError, NotADirectoryError):
+                # One JSON value per line (a value cannot hide a line break); wrapped here: Airflow 2's
+                # tracked file objects cannot be iterated themselves.
+                for line in io.TextIOWrapper(handle, encoding="utf-8", newline="\n"):
+                    entry = json.loads(line)
+                    if isinstance(entry, list) and len(entry) == 2 and entry[0] in ("n", "i"):
+                        pinned[entry[0] == "i"].append(str(entry[1]))
+                    else:
+                        end = entry
+        except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
-        if not whole:  # no end line: a file an OS crash cut short (read again from the source)
+        # The end line names the source and the count: a file an OS crash cut short, or the list of
+        # another source, is not this run's list (read again).
+        if end != {"source": source, "patents": len(pinned[0]) + len(pinned[1])}:
             return None
-        self.run.log.info(
-            "Using the %d patent(s) this run started with (pinned by its first attempt).", sum(map(len, pinned))
-        )
+        self._using_pinned(end["patents"])
         return pinned
 
-    def _pin(self, numbers: list[str], ids: list[str]) -> None:
-        lines = (f"{kind}\t{value}\n".encode() for kind, values in (("n", numbers), ("i", ids)) for value in values)
-        put_checkpoint(self.folder / _PATENTS, itertools.chain(lines, [_END.encode()]))
+    def _pin(self, source: str, numbers: list[str], ids: list[str]) -> None:
+        entries = (("n", numbers), ("i", ids))
+        lines = (_line([kind, value]) for kind, values in entries for value in values)
+        end = _line({"source": source, "patents": len(numbers) + len(ids)})
+        put_checkpoint(self.folder / _PATENTS, itertools.chain(lines, [end]), durable=True)
 
     def saved(self) -> None:
-        put_checkpoint(self.folder / _REPLAYS, _dumps(self._all_counts()))
+        put_checkpoint(self.folder / _REPLAYS, _dumps(self._all_counts()), durable=True)
 
     def finished(self, digest: str) -> dict[str, Any] | None:
         done = self.run.record(DONE_KEY) if self.run.durable else self._read(_DONE)
@@ -210,11 +226,12 @@ class StagedBook(BatchBook):
         elif keep_file:
             self._write(_DONE, done)
         root = self.folder.parent
-        try:
-            # One listing and one bulk removal (an object store deletes a thousand keys per request).
+        # One listing and one bulk removal (an object store deletes a thousand keys per request).
+        with contextlib.suppress(OSError):  # no folder: nothing was fetched (all reused)
             doomed = [p.path for p in self.folder.iterdir() if not (keep_file and p.name == _DONE)]
             if doomed:
                 self.folder.fs.rm(doomed)
+        try:
             # Earlier runs of this task instance (before a clear); never another task's, nor another run's.
             for folder in [p for p in root.iterdir() if p.name.startswith(self.prefix)]:
                 if not (keep_file and folder.name == self.folder.name):
@@ -239,21 +256,19 @@ class StoredBook(BatchBook):
         items = entry.get("items") if entry is not None else None
         return items if isinstance(items, list) else None
 
-    def pinned(self) -> tuple[list[str], list[str]] | None:
+    def pinned(self, source: str) -> tuple[list[str], list[str]] | None:
         pinned = self.run.record(PATENTS_KEY) or {}
         numbers, ids = pinned.get("numbers"), pinned.get("ids")
-        if not (_texts(numbers) and _texts(ids)):
+        if pinned.get("source") != source or not (_texts(numbers) and _texts(ids)):
             return None
-        self.run.log.info(
-            "Using the %d patent(s) this run started with (pinned by its first attempt).", len(numbers) + len(ids)
-        )
+        self._using_pinned(len(numbers) + len(ids))
         return numbers, ids
 
     def save(self, batch: Batch, items: list[Any]) -> None:
         self.run.write(f"{BATCH_KEY}:{batch.key}", items=json.loads(_dumps(items)))
 
-    def _pin(self, numbers: list[str], ids: list[str]) -> None:
-        self.run.write(PATENTS_KEY, numbers=numbers, ids=ids)
+    def _pin(self, source: str, numbers: list[str], ids: list[str]) -> None:
+        self.run.write(PATENTS_KEY, source=source, numbers=numbers, ids=ids)
 
     def saved(self) -> None:
         self.run.write(REPLAYS_KEY, counts=self._all_counts())
@@ -280,6 +295,10 @@ def open_book(run: TaskRun, final: Any | None, patents: int, replays: int) -> Ba
 
 def _texts(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _line(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=True).encode() + b"\n"
 
 
 def _dumps(value: Any) -> bytes:

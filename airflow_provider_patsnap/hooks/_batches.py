@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -103,7 +103,7 @@ def stream_batches(
     log: Any = None,
     ahead: int | None = None,
     known: Callable[[Batch], list[Any] | None] | None = None,
-) -> Iterator[tuple[Batch, list[Any]]]:
+) -> Generator[tuple[Batch, list[Any]], None, None]:
     """``(batch, items)`` in the order of ``batches``, ``concurrency`` requests at a time.
 
     ``batches`` is read lazily and at most ``ahead`` (default ``4 x concurrency``) batches are in
@@ -146,13 +146,30 @@ def stream_batches(
                 continue
             error = future.exception()
             if error is None:
-                kept.add(future)
                 if on_batch is not None:
                     on_batch(batch, future.result())
+                kept.add(future)  # only once kept: a save that failed is not a kept batch
                 budget.flush()
             elif failure is None and not isinstance(error, Stopped):
                 failure = error
         return failure
+
+    def unkept() -> list[str]:
+        """On the way out: keep each answered batch that can still be kept; the keys of the rest that
+        PatSnap may have billed (answered but not kept, or still in flight)."""
+        lost = []
+        for batch, future in window:
+            if future in kept or future.cancelled() or (future.done() and future.exception() is not None):
+                continue
+            try:
+                if not future.done():
+                    raise TimeoutError  # in flight: its answer will not be read
+                if on_batch is not None:
+                    on_batch(batch, future.result())
+                kept.add(future)
+            except BaseException:  # already on the way out: the first error is the one raised
+                lost.append(batch.key)
+        return lost
 
     try:
         fill()
@@ -177,12 +194,10 @@ def stream_batches(
         stop.set()
         for _, future in window:
             future.cancel()
-        with contextlib.suppress(Exception):
-            keep_answered()
-        in_flight = [batch.key for batch, future in window if future.running()]
-        if in_flight:
+        lost = unkept()
+        if lost:
             with contextlib.suppress(Exception):
-                budget.interrupted(in_flight)
+                budget.interrupted(lost)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

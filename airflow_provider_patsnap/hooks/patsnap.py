@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -412,7 +412,7 @@ class PatsnapHook(BaseHook):
         on_batch: Callable[[valuation.Batch, list[Any]], None] | None = None,
         budget: ReplayBudget | None = None,
         known: Callable[[valuation.Batch], list[Any] | None] | None = None,
-    ) -> Iterator[tuple[valuation.Batch, list[Any]]]:
+    ) -> Generator[tuple[valuation.Batch, list[Any]], None, None]:
         """``(batch, PatSnap's raw items)`` in the order of ``batches`` (read lazily), a few requests at
         a time under the rate limit (``_batches.stream_batches``: on the first error or an interruption
         the rest stop at once, and every batch PatSnap answered is still handed to ``on_batch``; a batch

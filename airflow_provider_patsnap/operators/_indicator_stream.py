@@ -9,9 +9,10 @@ never the portfolio's results.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 from airflow_provider_patsnap import valuation
@@ -20,7 +21,7 @@ from airflow_provider_patsnap.validation import MAX_BATCH
 FETCHED_AT = valuation.FETCHED_AT
 Stream = Callable[
     [Iterable[valuation.Batch], Callable[[valuation.Batch], "list[Any] | None"]],
-    Iterator[tuple[valuation.Batch, list[Any]]],
+    Generator[tuple[valuation.Batch, list[Any]], None, None],
 ]
 #: ``(indicator, param, block)`` -> the patents of the block a reused result answers, and its items.
 Reuse = Callable[[valuation.Indicator, str, tuple[str, ...]], "tuple[tuple[str, ...], list[Any]] | None"]
@@ -54,7 +55,7 @@ def indicator_records(
     checkpoint: Callable[[valuation.Batch], list[Any] | None],
     missing: Missing,
     reuse: Reuse | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """One flat record per patent found, in input order, block by block (``merge``)."""
     blocks: deque[tuple[str, tuple[str, ...], int]] = deque()
     reused: dict[str, list[Any]] = {}
@@ -84,24 +85,29 @@ def indicator_records(
         return items if items is not None else checkpoint(batch)
 
     current: list[tuple[valuation.Batch, list[Any]]] = []
-    for answered in stream(plan(), known):
-        current.append(answered)
-        param, block, count = blocks[0]
-        if len(current) < count:
-            continue
-        blocks.popleft()
-        inputs = list(block)
-        records, lacking = merge(
-            specs,
-            [batch for batch, _ in current],
-            {batch.key: items for batch, items in current},
-            inputs if param == "patent_number" else [],
-            inputs if param == "patent_id" else [],
-        )
-        current = []
-        for name, values in lacking.items():
-            missing.add(name, values)
-        yield from records
+    # Closed with this generator: the fetch's own clean-up (checkpoint what was answered, count what
+    # was in flight) runs at once, whoever stops reading.
+    with contextlib.closing(stream(plan(), known)) as answers:
+        for answered in answers:
+            current.append(answered)
+            param, block, count = blocks[0]
+            if len(current) < count:
+                continue
+            blocks.popleft()
+            inputs = list(block)
+            records, lacking = merge(
+                specs,
+                [batch for batch, _ in current],
+                {batch.key: items for batch, items in current},
+                inputs if param == "patent_number" else [],
+                inputs if param == "patent_id" else [],
+            )
+            current = []
+            for name, values in lacking.items():
+                missing.add(name, values)
+            yield from records
+    if current or blocks:  # never a silently short output
+        raise RuntimeError(f"the batch stream ended with {len(blocks)} block(s) of the portfolio unanswered")
 
 
 def merge(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
@@ -9,6 +10,7 @@ from typing import Any
 
 from airflow_provider_patsnap import metrics, portfolio, record_files, validation, valuation
 from airflow_provider_patsnap.billing import BatchBook, TaskRun, open_book, request_digest
+from airflow_provider_patsnap.billing.batches import StoredBook
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.hooks._purchase import Scope, quietly
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
@@ -182,6 +184,9 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         """Fetch what the run still needs, streamed into the output (or the XCom), and mark the run done."""
         missing = Missing(specs, self.max_xcom_records)
         resumed = [0]
+        kept = book.checkpointed()
+        if kept:
+            self.log.info("Resuming: an earlier attempt of this run kept %d answered batch(es) (%s).", kept, book.kind)
 
         def checkpoint(batch: valuation.Batch) -> list[Any] | None:
             items = book.load(batch)
@@ -199,15 +204,20 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             missing=missing,
             reuse=self._reuser(where),
         )
+        # Closed on every way out: a writer that fails (a full disk, a timeout while a block is written)
+        # must still have every answered batch checkpointed and those in flight counted, now.
+        with contextlib.closing(records):
+            if final is None:
+                rows = list(records)
+            else:
+                counted = _Counter(records)
+                chunks = record_files.encode(counted, valuation.record_columns(specs), self.output_format)
+                size = write_lines_atomically(final, chunks, key="indicators", overwrite=self.overwrite)
         if final is None:
-            rows = list(records)
             self._log_outcome(book, resumed[0], missing)
             book.finish(digest, None)
             self.log.info("%d record(s): %d unit(s) bought, %d reused.", len(rows), where.billed, where.reused)
             return rows  # XCom mode: the records themselves (what they cost is in the log line above)
-        counted = _Counter(records)
-        chunks = record_files.encode(counted, valuation.record_columns(specs), self.output_format)
-        size = write_lines_atomically(final, chunks, key="indicators", overwrite=self.overwrite)
         self._log_outcome(book, resumed[0], missing)
         result = {"uri": user_uri(final), "records": counted.count, "requested": self._requested}
         result["missing"] = self.missing_value(missing.listed)
@@ -223,7 +233,11 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
         self, source: portfolio.Source | None, book: Any, run: TaskRun, to_xcom: bool, replays: int
     ) -> tuple[list[str], list[str], BatchBook]:
         """The run's patents (checked; from a file: as its first attempt read them), and its book."""
-        pinned = book.pinned() if book is not None and source is not None else None
+        if book is None and source is not None and run.durable:
+            book = StoredBook(run, replays)  # where XCom mode pins a list (it fits there, or it was not pinned)
+        pinned = book.pinned(source.uri) if book is not None and source is not None else None
+        if pinned is None and isinstance(book, StoredBook):
+            book = None  # nothing pinned: the book is chosen by the size of the list read
         if pinned is not None:
             numbers, ids = pinned
         elif source is not None:
@@ -240,7 +254,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             )
         book = book if book is not None else open_book(run, None, requested, replays)
         if source is not None and pinned is None:
-            numbers, ids = book.pin(numbers, ids)
+            numbers, ids = book.pin(source.uri, numbers, ids)
         self._requested = len(numbers) + len(ids)
         return numbers, ids, book
 
@@ -304,7 +318,7 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             return None
         ledger = require_ledger(self.hook, "reuse_within")
         since = _indicator_stream.utcnow() - window
-        totals: dict[str, int] = {}
+        logged: set[str] = set()
 
         def reuse(spec: valuation.Indicator, param: str, block: tuple[str, ...]) -> Any:
             keyed = {normal(param, value): value for value in block}
@@ -319,9 +333,11 @@ class PatsnapPatentIndicatorsOperator(BaseOperator):
             ledger.record_reuse(
                 Purchase(spec.path, spec.code, f"cache:{batch.key}", reused), {"id": None, "job_id": None}, where.task
             )
-            if not totals.get(spec.code):
-                self.log.info("%s: results fetched within %s are reused from the ledger.", spec.code, window)
-            totals[spec.code] = totals.get(spec.code, 0) + reused
+            if spec.code not in logged:
+                logged.add(spec.code)
+                self.log.info(
+                    "%s: results fetched within %s are reused from the ledger (not bought).", spec.code, window
+                )
             return patents, [{**item, FETCHED_AT: fetched_at} for item, fetched_at in found.values()]
 
         return reuse

@@ -17,7 +17,10 @@ import pytest
 from airflow_provider_patsnap.errors import PatsnapAmbiguousCreateError, PatsnapInputError, PatsnapRetryableError
 from airflow_provider_patsnap.hooks.patsnap import PatsnapHook
 from airflow_provider_patsnap.operators.api import PatsnapApiOperator
-from airflow_provider_patsnap.operators.indicators import PatsnapPatentIndicatorsOperator
+from airflow_provider_patsnap.operators.indicators import (
+    PatsnapLegalIndicatorsOperator,
+    PatsnapPatentIndicatorsOperator,
+)
 from airflow_provider_patsnap.testing.emulator import PatsnapEmulator
 from airflow_provider_patsnap.valuation import INDICATORS
 from airflow_provider_patsnap.version_compat import AirflowFailException
@@ -478,3 +481,62 @@ def test_a_retry_buys_the_list_its_run_started_with_even_if_the_file_changed(
         context
     )
     assert again == result and emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"] == calls
+
+
+def test_a_writer_that_fails_mid_stream_leaves_every_sent_batch_kept_or_counted(
+    emulator: PatsnapEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_patsnap.operators import indicators
+
+    monkeypatch.setenv("AIRFLOW_CONN_PATSNAP_DEFAULT", emulator.connection_json(max_concurrency=4))
+    real_write = indicators.write_lines_atomically
+
+    def disk_full_after_a_while(final: Any, chunks: Any, **kwargs: Any) -> int:
+        def some() -> Any:
+            for count, chunk in enumerate(chunks):
+                if count == 500:
+                    raise OSError(28, "No space left on device")
+                yield chunk
+
+        return real_write(final, some(), **kwargs)
+
+    monkeypatch.setattr(indicators, "write_lines_atomically", disk_full_after_a_while)
+    patents = [f"CN{720000 + i}A" for i in range(4000)]  # 40 batches; the window runs ahead of the writer
+    with pytest.raises(OSError, match="No space left") as failure:
+        PatsnapLegalIndicatorsOperator(task_id="legal", patent_numbers=patents, destination=f"{tmp_path}/").execute({})
+    assert failure.traceback  # the failure (and its frames) still alive: nothing may rely on them being collected
+
+    (folder,) = (tmp_path / ".patsnap-staging").iterdir()
+    kept = [p for p in folder.iterdir() if p.suffix == ".json" and p.stem != "replays"]
+    replays = folder / "replays.json"
+    counted = sum(json.loads(replays.read_text()).values()) if replays.exists() else 0
+    sent = emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"]
+    assert 5 <= len(kept) < 40 and len(kept) + counted >= sent  # every sent batch: kept, or counted as maybe billed
+    time.sleep(0.5)
+    assert emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"] == sent  # nothing more sent
+    assert not (tmp_path / "legal_indicators.jsonl").exists()  # and no partial output
+
+
+def test_in_xcom_mode_a_retry_uses_the_pinned_list_even_if_the_file_changed_or_went(
+    emulator: PatsnapEmulator, emu_conn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_patsnap.billing import backends
+
+    monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)
+    portfolio = tmp_path / "portfolio.txt"
+    portfolio.write_text("".join(f"CN{730000 + i}A\n" for i in range(5)))
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="legal", map_index=-1, max_tries=2, try_number=1)
+    context: dict[str, Any] = {"ti": ti, "task_state_store": TaskStateStore()}
+    first = PatsnapLegalIndicatorsOperator(task_id="legal", patents_from=str(portfolio)).execute(context)
+    calls = emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"]
+
+    portfolio.write_text("".join(f"US{740000 + i}B\n" for i in range(1500)))  # grew past the store's limit
+    ti.try_number = 2  # success was not recorded (a lost worker): Airflow retries
+    assert PatsnapLegalIndicatorsOperator(task_id="legal", patents_from=str(portfolio)).execute(context) == first
+    portfolio.unlink()
+    ti.try_number = 3
+    assert PatsnapLegalIndicatorsOperator(task_id="legal", patents_from=str(portfolio)).execute(context) == first
+    assert emulator.stats["calls"]["GET /patent-valuation-data/legal_indicators"] == calls  # nothing bought again
+    assert [r["pn"] for r in first] == [f"CN{730000 + i}A" for i in range(5)]

@@ -314,7 +314,7 @@ def test_a_portfolio_in_s3_lands_in_s3_as_parquet_and_its_checkpoints_go(
     history = s3.history(bucket)
     staged = {k for k, size in history if ".patsnap-staging/" in k and size >= 0}
     assert len([k for k in staged if k.endswith(".json")]) == 3  # one object per answered batch
-    assert any(k.endswith("/patents.tsv") for k in staged)  # the run's list, pinned beside them
+    assert any(k.endswith("/patents.jsonl") for k in staged)  # the run's list, pinned beside them
     assert staged == {k for k, size in history if size == -1}  # every one removed after the publish
     table = pq.read_table(io.BytesIO(s3.get(bucket, key)))
     assert table.column("pn").to_pylist() == numbers

@@ -120,7 +120,8 @@ def test_batches_in_flight_at_an_interruption_are_handed_to_the_budget() -> None
 
     with pytest.raises(KeyboardInterrupt):
         fetch_batches(fetch, [fast, batch("CN9")], 2, on_batch=interrupt, budget=budget)
-    assert budget.lost == [batch("CN9").key]
+    # CN0 was answered but its checkpoint never written, CN9 was on the wire: both may be billed.
+    assert budget.lost == [fast.key, batch("CN9").key]
 
 
 # ------------------------------------------------------------------------------------ the book beside a destination
@@ -331,21 +332,40 @@ def test_a_checkpoint_cut_short_is_read_as_not_fetched(tmp_path: Path) -> None:
 def test_the_list_read_by_the_first_attempt_is_the_runs_list(tmp_path: Path) -> None:
     final = local(tmp_path / "out.jsonl")
     first = StagedBook(run_of(), 1, final)
-    assert first.pinned() is None
-    assert first.pin(["CN1", "CN2"], ["u-1"]) == (["CN1", "CN2"], ["u-1"])
+    assert first.pinned("file:///p.csv") is None
+    odd = ["CN1\rX", "CN2\ni\tdeadbeef"]  # what no gate should let through, pinned and read back as it is
+    assert first.pin("file:///p.csv", ["CN0", *odd], ["u-1"]) == (["CN0", *odd], ["u-1"])
 
     retry = StagedBook(run_of(), 1, final)  # the source now says something else: the run's list wins
-    assert retry.pinned() == (["CN1", "CN2"], ["u-1"])
-    assert retry.pin(["US9"], []) == (["CN1", "CN2"], ["u-1"])
-    assert StagedBook(run_of(max_tries=5), 1, final).pinned() is None  # a clear starts a new run: read again
+    assert retry.pinned("file:///p.csv") == (["CN0", *odd], ["u-1"])
+    assert retry.pin("file:///p.csv", ["US9"], []) == (["CN0", *odd], ["u-1"])
+    assert retry.pinned("file:///other.csv") is None  # a deploy changed the argument: not this list
+    assert StagedBook(run_of(max_tries=5), 1, final).pinned("file:///p.csv") is None  # a clear: a new run
 
-    pinned = Path(first.folder.path) / "patents.tsv"
-    pinned.write_text(pinned.read_text().removesuffix("end\n"))  # cut short by an OS crash
-    assert StagedBook(run_of(), 1, final).pinned() is None
+    pinned = Path(first.folder.path) / "patents.jsonl"
+    lines = pinned.read_text().splitlines(keepends=True)
+    pinned.write_text("".join(lines[:2] + lines[3:]))  # a line lost (an OS crash): the count says so
+    assert StagedBook(run_of(), 1, final).pinned("file:///p.csv") is None
+    pinned.write_text("".join(lines[:-1]))  # cut short before its end line
+    assert StagedBook(run_of(), 1, final).pinned("file:///p.csv") is None
 
 
 def test_in_xcom_mode_the_list_is_pinned_in_the_task_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends, "AIRFLOW_V_3_3_PLUS", True)
     store = TaskStateStore()
-    assert open_book(run_of(store=store), None, 2, 1).pin(["CN1"], ["u-1"]) == (["CN1"], ["u-1"])
-    assert open_book(run_of(store=store), None, 2, 1).pin(["US9"], []) == (["CN1"], ["u-1"])
+    assert open_book(run_of(store=store), None, 2, 1).pin("s3://b/p.txt", ["CN1"], ["u-1"]) == (["CN1"], ["u-1"])
+    assert open_book(run_of(store=store), None, 2, 1).pin("s3://b/p.txt", ["US9"], []) == (["CN1"], ["u-1"])
+    assert open_book(run_of(store=store), None, 2, 1).pinned("s3://b/q.txt") is None
+
+
+def test_a_batch_whose_checkpoint_cannot_be_written_is_counted_not_forgotten() -> None:
+    budget = Budget()
+
+    def save(b: Batch, items: list[Any]) -> None:
+        if b.patents[0] == "CN1":
+            raise OSError("SlowDown")  # a transient error of the checkpoint's storage
+
+    fetch = Fetch(CN0=[[{"pn": "CN0"}]], CN1=[[{"pn": "CN1"}]], CN2=[[{"pn": "CN2"}]])
+    with pytest.raises(OSError, match="SlowDown"):
+        fetch_batches(fetch, [batch("CN0"), batch("CN1"), batch("CN2")], 1, on_batch=save, budget=budget)
+    assert batch("CN1").key in budget.lost  # billed, not kept: counted as what a retry may buy again

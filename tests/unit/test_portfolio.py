@@ -85,3 +85,27 @@ def test_uris_are_read_through_object_storage(tmp_path: Path) -> None:
     path = tmp_path / "portfolio.txt"
     path.write_text("CN1\nCN2\n")
     assert Source.parse(path.as_uri()).read(LOG) == (["CN1", "CN2"], [])
+
+
+@pytest.mark.parametrize("cell", ['"CN1\rX"', '"CN2\nUS3"', "CN4\x00", "CN5\tA"])
+def test_a_value_with_a_control_character_is_refused(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "p.csv"
+    path.write_bytes(f"patent_number\nCN0\n{cell}\n".encode())
+    with pytest.raises(PatsnapInputError, match=r"patents_from.*line [34] .*control character"):
+        read(path)
+
+
+def test_an_endless_line_or_field_is_refused_not_held(tmp_path: Path) -> None:
+    (tmp_path / "long.txt").write_text("CN1\n" + "9" * 5_000_000 + "\n")
+    with pytest.raises(PatsnapInputError, match=r"patents_from.*line 2 is longer than 1024"):
+        read(tmp_path / "long.txt")
+    (tmp_path / "long.csv").write_text("patent_number\n" + "9" * 200_000 + "\n")
+    with pytest.raises(PatsnapInputError, match=r"patents_from.*not a readable CSV file at line"):
+        read(tmp_path / "long.csv")
+
+
+def test_a_broken_parquet_file_is_an_input_error(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    (tmp_path / "p.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(PatsnapInputError, match=r"patents_from.*not a readable Parquet file"):
+        read(tmp_path / "p.parquet")
