@@ -2,9 +2,10 @@
 
 P035 valuation, P036 technology, P037 legal, P038 market, P039 strategic and P040 economic
 indicators, 100 patents per request and a few requests at a time under the account's rate limit,
-merged into one typed record per patent and streamed as Parquet (the ``parquet`` extra; typed
-columns and a ``fetched_at`` timestamp, ready for Athena, Trino, Spark or DuckDB) to
-``<lake>/patsnap/portfolio_valuation/dt=<run date>/patent_indicators.parquet``. The portfolio is
+merged into one typed record per patent and streamed as Parquet (typed columns and a ``fetched_at``
+timestamp, ready for Athena, Trino, Spark or DuckDB) to
+``<lake>/patsnap/portfolio_valuation/dt=<run date>/patent_indicators.parquet``; without the
+``parquet`` extra (pyarrow), as gzip-compressed JSON Lines, so the example runs on any install. The portfolio is
 read from ``PATSNAP_PORTFOLIO_FILE`` (``.txt``, ``.csv`` or ``.parquet``, a path or URI) by the task
 itself, once per run: a retry buys the list its first attempt read. Completed batches are
 checkpointed beside the output, so a retry after an outage fetches (and pays for) only the rest.
@@ -13,6 +14,7 @@ The write emits an Asset event (its ``extra`` carries the file's ``uri``) for do
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +33,7 @@ LAKE_URI = os.environ.get("PATSNAP_LAKE_URI", "file:///tmp/patsnap-lake").rstrip
 LAKE_CONN_ID = os.environ.get("PATSNAP_LAKE_CONN_ID") or None
 PORTFOLIO_FILE = os.environ.get("PATSNAP_PORTFOLIO_FILE", str(Path(__file__).with_name("sample_portfolio.txt")))
 PORTFOLIO_CONN_ID = os.environ.get("PATSNAP_PORTFOLIO_CONN_ID") or None
+OUTPUT_FORMAT = "parquet" if importlib.util.find_spec("pyarrow") else "jsonl.gz"
 INDICATORS = ["valuation", "technology", "legal", "market", "strategic", "economic"]
 PORTFOLIO_VALUATION = Asset(f"{LAKE_URI}/patsnap/portfolio_valuation")
 
@@ -44,7 +47,7 @@ def run_date(dag_run: Any) -> str:
 
 with DAG(
     dag_id="patsnap_portfolio_valuation_to_lake",
-    description="All six PatSnap valuation indicators for the portfolio, as Parquet",
+    description="All six PatSnap valuation indicators for the portfolio, as Parquet (or gzip JSON Lines)",
     schedule="@monthly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -64,7 +67,7 @@ with DAG(
         patents_from=PORTFOLIO_FILE,  # read by the task at run time, never at DAG parse time
         patents_from_conn_id=PORTFOLIO_CONN_ID,
         indicators=INDICATORS,
-        output_format="parquet",
+        output_format=OUTPUT_FORMAT,
         destination=LAKE_URI + "/patsnap/portfolio_valuation/dt={{ run_date(dag_run) }}/",
         destination_conn_id=LAKE_CONN_ID,
         # A re-run of the day rewrites its partition (outputs are kept unless told otherwise).
