@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_patsnap.errors import PatsnapInputError
 from airflow_provider_patsnap.validation import UniquePatents, patent_value, rendered_text
@@ -48,6 +49,10 @@ class Source:
             uri = rendered_text(PARAMETER, os.fspath(value)).strip()
         else:
             raise PatsnapInputError(PARAMETER, f"a file path or URI, got {type(value).__name__}")
+        if "://" in uri and _has_password(uri):  # checked first: the URI is named in messages and the pin
+            raise PatsnapInputError(
+                PARAMETER, "a URI with a password would be logged and kept: put credentials in patents_from_conn_id"
+            )
         kind = os.path.splitext(uri.split("?", 1)[0].rstrip("/"))[1].lower()
         if not uri or kind not in KINDS:
             raise PatsnapInputError(
@@ -91,6 +96,13 @@ class Source:
 
 
 Row = tuple[str, "str | None", Any]
+
+
+def _has_password(uri: str) -> bool:
+    try:
+        return urlsplit(uri).password is not None
+    except ValueError:  # a netloc no parser agrees on: treated as hiding one
+        return True
 
 
 def _text_rows(handle: Any) -> Iterator[Row]:

@@ -79,11 +79,6 @@ class BatchBook(ReplayBudget):
                 merged[key] = merged.get(key, 0) + used
         return merged
 
-    def completed(self, batches: Sequence[Batch]) -> dict[str, list[Any]]:
-        """Batches an earlier attempt of this run already has (no call, no bill)."""
-        found = {batch.key: self.load(batch) for batch in batches}
-        return {key: items for key, items in found.items() if items is not None}
-
     def load(self, batch: Batch) -> list[Any] | None:
         """The items of ``batch`` if an earlier attempt of this run kept them."""
         return None

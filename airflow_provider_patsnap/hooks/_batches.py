@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -80,18 +80,6 @@ class ReplayBudget:
         """Every send of a batch that may have been billed without its results reaching us, so far."""
         with self._lock:
             return sum(self.counts.values()) + sum(self.carried.values())
-
-
-def fetch_batches(
-    fetch: Fetch,
-    batches: Sequence[Batch],
-    concurrency: int,
-    on_batch: Callable[[Batch, list[Any]], None] | None = None,
-    budget: ReplayBudget | None = None,
-    log: Any = None,
-) -> dict[str, list[Any]]:
-    """Items per batch key (``stream_batches``, collected)."""
-    return {batch.key: items for batch, items in stream_batches(fetch, batches, concurrency, on_batch, budget, log)}
 
 
 def stream_batches(

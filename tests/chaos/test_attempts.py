@@ -76,17 +76,22 @@ def ti_of(dep: Deployment, dag_id: str, run_id: str, task_id: str) -> dict[str, 
     return dep.tis(dag_id, run_id)[(task_id, -1)]
 
 
+def wait_for_retry(dep: Deployment, dag_id: str, run_id: str, task_id: str, what: str) -> None:
+    """Until the task waits for its retry (the window in which a test changes the world)."""
+    wait_for(
+        lambda: ti_of(dep, dag_id, run_id, task_id)["state"] == "up_for_retry",
+        120,
+        what,
+        lambda: dep.diagnostics(dag_id, run_id),
+        0.2,
+    )
+
+
 def test_a_deploy_between_attempts_does_not_buy_a_second_report(deployment: Deployment, capsys: Any) -> None:
     dep = deployment
     dep.prepare(job_seconds=1)
     run_id = dep.trigger(DEPLOY, "deploy")
-    wait_for(
-        lambda: ti_of(dep, DEPLOY, run_id, "create")["state"] == "up_for_retry",
-        120,
-        "the first try to die after its create",
-        lambda: dep.diagnostics(DEPLOY, run_id),
-        0.2,
-    )
+    wait_for_retry(dep, DEPLOY, run_id, "create", "the first try to die after its create")
     assert dep.emu.stats["creates"] == 1
     # A deploy while the task waits for its retry: the DAG file now says retries=5.
     dag_file = dep.home / "dags" / SOURCE.name
@@ -157,13 +162,7 @@ def test_a_portfolio_file_rewritten_between_attempts_is_not_bought(deployment: D
     original = [f"CN{800000 + i}A" for i in range(250)]  # three P037 batches
     dep.portfolio.write_text("".join(f"{n}\n" for n in original))
     run_id = dep.trigger(CHANGED, "changed")
-    wait_for(
-        lambda: ti_of(dep, CHANGED, run_id, "indicators")["state"] == "up_for_retry",
-        120,
-        "the first try to die after two batches",
-        lambda: dep.diagnostics(CHANGED, run_id),
-        0.2,
-    )
+    wait_for_retry(dep, CHANGED, run_id, "indicators", "the first try to die after two batches")
     first_calls = dep.emu.stats["calls"].get("GET /patent-valuation-data/legal_indicators", 0)
     # While the task waits for its retry, an upstream job rewrites the file.
     dep.portfolio.write_text("".join(f"US{900000 + i}B\n" for i in range(250)))

@@ -18,13 +18,24 @@ from airflow_provider_patsnap.errors import (
     PatsnapConnectionError,
     PatsnapRetryableError,
 )
-from airflow_provider_patsnap.hooks._batches import ReplayBudget, fetch_batches, stream_batches
+from airflow_provider_patsnap.hooks._batches import ReplayBudget, stream_batches
 from airflow_provider_patsnap.staging import write_lines_atomically
 from airflow_provider_patsnap.valuation import INDICATORS, Batch
 from airflow_provider_patsnap.version_compat import object_storage_path
 from tests.support import TaskStateStore
 
 LOG = logging.getLogger("test_billing_batches")
+
+
+def fetch_batches(fetch: Any, batches: list[Batch], concurrency: int, **kwargs: Any) -> dict[str, list[Any]]:
+    """The streamed batches, collected (as the hook's ``fetch_batches`` does)."""
+    return {b.key: items for b, items in stream_batches(fetch, batches, concurrency, **kwargs)}
+
+
+def completed(book: Any, batches: list[Batch]) -> dict[str, list[Any]]:
+    """What the book holds for these batches."""
+    found = {b.key: book.load(b) for b in batches}
+    return {key: items for key, items in found.items() if items is not None}
 
 
 def batch(*patents: str) -> Batch:
@@ -141,7 +152,7 @@ def test_the_book_keeps_batches_and_lost_answers_for_the_next_attempt(tmp_path: 
     assert book.total == 2
 
     again = StagedBook(run_of(), 1, final)  # the retry
-    assert again.completed([batch("CN1"), batch("CN2")]) == {batch("CN1").key: [{"pn": "CN1"}]}
+    assert completed(again, [batch("CN1"), batch("CN2")]) == {batch("CN1").key: [{"pn": "CN1"}]}
     assert again.total == 2  # what may have been billed so far, carried across attempts
     assert again.take(batch("CN2").key) == 1 and again.total == 3
 
@@ -158,7 +169,7 @@ def test_a_finished_output_is_recognised_only_for_the_same_request_and_bytes(tmp
     retry = StagedBook(run_of(), 1, final)
     assert retry.finished(digest) == result
     assert retry.finished(request_digest(["P037"], ["CN1", "CN2"], [])) is None  # another request
-    assert retry.completed([batch("CN1")]) == {}  # batch files are gone; only the done marker stays (before 3.3)
+    assert completed(retry, [batch("CN1")]) == {}  # batch files are gone; only the done marker stays (before 3.3)
     assert [p.name for p in retry.folder.iterdir()] == ["done.json"]
     (tmp_path / "out.jsonl").write_text("edited by someone\n")
     assert retry.finished(digest) is None  # not the bytes that were published
@@ -194,7 +205,7 @@ def test_finishing_cleans_only_this_task_instances_folders(tmp_path: Path) -> No
     assert not books["before a clear"].folder.exists()
     assert [p.name for p in books["mine"].folder.iterdir()] == ["done.json"]
     for name in ("sibling", "other run"):
-        assert books[name].completed([batch("CN1")]) == {batch("CN1").key: [{"pn": "CN1"}]}, name
+        assert completed(books[name], [batch("CN1")]) == {batch("CN1").key: [{"pn": "CN1"}]}, name
 
 
 # ------------------------------------------------------------------------------------ the book in the task state store
@@ -210,9 +221,9 @@ def test_in_xcom_mode_the_batches_stay_after_success_so_a_retry_calls_nothing(mo
     book.flush()
     book.finish("digest", None)
     retry = open_book(run_of(store=store), None, 10, 1)
-    assert retry.completed([batch("CN1")]) == {batch("CN1").key: [{"pn": "CN1"}]}
+    assert completed(retry, [batch("CN1")]) == {batch("CN1").key: [{"pn": "CN1"}]}
     assert retry.total == 1
-    assert open_book(run_of(store=store, max_tries=9), None, 10, 1).completed([batch("CN1")]) == {}  # a clear
+    assert completed(open_book(run_of(store=store, max_tries=9), None, 10, 1), [batch("CN1")]) == {}  # a clear
 
 
 def test_without_a_store_or_a_destination_nothing_is_kept_and_the_log_says_so(

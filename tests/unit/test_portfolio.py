@@ -109,3 +109,10 @@ def test_a_broken_parquet_file_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "p.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(PatsnapInputError, match=r"patents_from.*not a readable Parquet file"):
         read(tmp_path / "p.parquet")
+
+
+def test_a_uri_with_a_password_is_refused_without_repeating_it() -> None:
+    with pytest.raises(PatsnapInputError, match="patents_from_conn_id") as info:
+        Source.parse("sftp://etl:hunter2@files.example/portfolio.csv")
+    assert "hunter2" not in str(info.value)
+    assert Source.parse("s3://lake_conn@bucket/portfolio.csv").kind == ".csv"  # a connection id is no secret
